@@ -1,0 +1,31 @@
+"""create_app(): the FastAPI application of the API reference, with /openapi.json and /docs."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from conduit import __version__
+from conduit.api import errors
+from conduit.api.deps import AppContext
+from conduit.api.routers import accounts, api_tokens, sessions, system, two_factor
+from conduit.config import Settings
+from conduit.db.engine import session_factory
+from conduit.services.crypto import Crypto
+
+API_PREFIX = "/api/v1"
+DESCRIPTION = ("Conduit bridges inbound SMTP to outbound HTTP webhooks. This REST API manages accounts, "
+               "sessions, webhooks, and domain ownership.")
+
+
+def create_app(settings: Settings, engine: AsyncEngine) -> FastAPI:
+    """The app over an engine the caller owns (the runtime or a test disposes of it)."""
+
+    app = FastAPI(title="Conduit API", version=__version__, description=DESCRIPTION,
+                  servers=[{"url": "/", "description": "this server"}])
+    app.state.context = AppContext(settings=settings, crypto=Crypto(settings.secret_key),
+                                   sessions=session_factory(engine))
+    errors.install(app)
+    for module in (system, sessions, accounts, two_factor, api_tokens):
+        app.include_router(module.router, prefix=API_PREFIX)
+    return app

@@ -1,0 +1,93 @@
+"""Request-scoped dependencies: the DB session (one request, one transaction), the caller's IP,
+the current account."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from conduit.config import Settings
+from conduit.db.models import Account
+from conduit.errors import ConduitError
+from conduit.services.authentication import authenticate
+from conduit.services.crypto import Crypto
+
+
+@dataclass(frozen=True)
+class AppContext:
+    """What every request may need, built once by create_app."""
+
+    settings: Settings
+    crypto: Crypto
+    sessions: async_sessionmaker[AsyncSession]
+
+
+def get_context(request: Request) -> AppContext:
+    return request.app.state.context
+
+
+ContextDep = Annotated[AppContext, Depends(get_context)]
+
+
+async def get_session(context: ContextDep) -> AsyncIterator[AsyncSession]:
+    """Commit when the handler returns (before the response is sent: scope="function"), roll back
+    when it raises, except errors that ask to keep their bookkeeping (failed sign-ins)."""
+    async with context.sessions() as session:
+        try:
+            yield session
+        except ConduitError as exc:
+            if getattr(exc, "keep_changes", False):
+                await session.commit()
+            else:
+                await session.rollback()
+            raise
+        except BaseException:
+            await session.rollback()
+            raise
+        await session.commit()
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+def client_ip(request: Request, context: ContextDep) -> str:
+    """The peer address, or the first untrusted hop of X-Forwarded-For when the peer is a trusted proxy."""
+    peer = request.client.host if request.client else ""
+    trusted = context.settings.trusted_proxy_networks
+    if not trusted or not _in(peer, trusted):
+        return peer
+    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return peer  # a malformed header proves nothing
+        if not _in(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
+
+
+def _in(ip: str, networks: tuple) -> bool:
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(address in n for n in networks)
+
+
+ClientIP = Annotated[str, Depends(client_ip)]
+_bearer = HTTPBearer(auto_error=False, description="An access token from POST /sessions or an API token (cdt_…).")
+
+
+async def current_account(session: SessionDep, context: ContextDep, ip: ClientIP,
+                          credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Account:
+    return await authenticate(session, credentials.credentials if credentials else None, ip=ip, crypto=context.crypto)
+
+
+CurrentAccount = Annotated[Account, Depends(current_account)]

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from conduit.api.deps import ClientIP, CurrentAccount, SessionDep
+from conduit.api.routers import errors
+from conduit.api.schemas.identity import APITokenResponse, CreateAPITokenRequest
+from conduit.services import api_tokens
+
+router = APIRouter(prefix="/accounts/me/api-tokens", tags=["API Tokens"])
+
+
+@router.get("", operation_id="listAPITokens", summary="List API tokens",
+            response_model=list[APITokenResponse], responses=errors(401))
+async def list_api_tokens(account: CurrentAccount, db: SessionDep):
+    return await api_tokens.list_for(db, account)
+
+
+@router.post("", operation_id="createAPIToken", summary="Create an API token", status_code=201,
+             response_model=APITokenResponse, responses=errors(401))
+async def create_api_token(body: CreateAPITokenRequest, account: CurrentAccount, db: SessionDep, ip: ClientIP):
+    row, token = await api_tokens.create(db, account, name=body.name, allowed_ips=body.allowed_ips,
+                                         expires_in=body.expires_in, ip=ip)
+    return APITokenResponse.model_validate(row).model_copy(update={"token": token})
+
+
+@router.delete("/{id}", operation_id="deleteAPIToken", summary="Revoke an API token", status_code=204,
+               responses=errors(401, 404))
+async def delete_api_token(id: str, account: CurrentAccount, db: SessionDep, ip: ClientIP) -> Response:  # noqa: A002
+    await api_tokens.revoke(db, account, id, ip=ip)
+    return Response(status_code=204)

@@ -1,0 +1,1 @@
+"""Request and response bodies, named as in the API reference."""

@@ -1,0 +1,114 @@
+"""Bodies of the System, Sessions, Account, 2FA and API Tokens groups."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from conduit.api.schemas.common import Model, Timestamp
+
+
+class CreateSessionRequest(BaseModel):
+    email: str
+    password: str
+
+
+class SessionResponse(BaseModel):
+    access_token: str
+    expires_in: int
+    refresh_token: str
+
+
+class TOTPChallengeResponse(BaseModel):
+    totp_required: Literal[True] = True
+    totp_token: str
+    expires_in: int
+
+
+class CompleteTOTPSessionRequest(BaseModel):
+    code: str
+    totp_token: str
+
+
+class RefreshSessionRequest(BaseModel):
+    refresh_token: str
+
+
+class DeleteSessionRequest(BaseModel):
+    refresh_token: str | None = Field(default=None, description="Omit to sign out everywhere.")
+
+
+class CreateAccountRequest(BaseModel):
+    email: str
+    password: str
+
+
+class AccountResponse(Model):
+    id: str
+    email: str
+    timezone: str
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class DeleteAccountRequest(BaseModel):
+    confirm: bool = False
+    password: str
+
+
+class AuditLogEntry(Model):
+    id: str
+    action: str
+    ip: str
+    metadata: dict[str, object] = Field(validation_alias="details")
+    created_at: Timestamp
+
+
+class UpdateTimezoneRequest(BaseModel):
+    timezone: str
+
+
+class RequestPasswordResetRequest(BaseModel):
+    email: str
+
+
+class ChangePasswordRequest(BaseModel):
+    current_password: str
+    new_password: str
+    revoke_api_tokens: bool = False
+
+
+class ConfirmPasswordResetRequest(BaseModel):
+    new_password: str
+    token: str
+
+
+class TOTPCodeRequest(BaseModel):
+    code: str
+
+
+class BackupCodesResponse(BaseModel):
+    backup_codes: list[str]
+
+
+class SetupTOTPResponse(BaseModel):
+    otpauth_url: str
+    qr_code_png: str
+    secret: str
+
+
+class CreateAPITokenRequest(BaseModel):
+    name: str
+    allowed_ips: list[str] | None = None
+    expires_in: int | None = Field(default=None, description="Seconds until expiry; absent or 0 = never.")
+
+
+class APITokenResponse(Model):
+    id: str
+    name: str
+    allowed_ips: list[str]
+    created_at: Timestamp
+    expires_at: Timestamp | None = None
+    last_used_at: Timestamp | None = None
+    token: str | None = Field(default=None, description="The secret: only in the create response.")

@@ -1,0 +1,178 @@
+"""Every setting of Conduit, read once from the environment (and an optional TOML file).
+
+This is the only module that reads ``os.environ``. Settings are frozen: code that needs
+one receives the ``Settings`` object, it never looks anything up itself.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from sqlalchemy.engine import make_url
+
+ENV_PREFIX = "CONDUIT_"
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./conduit.db"
+
+
+class ConfigError(Exception):
+    """A setting is invalid; the message names it and says why, in one line."""
+
+
+class Settings(BaseSettings):
+    """Settings with their defaults; each is ``CONDUIT_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    secret_key: str = ""
+    secret_key_file: str = ""
+    smtp_relay_url: str = ""
+    mail_from: str = "Conduit <no-reply@conduit.local>"
+    base_url: str = ""
+    trusted_proxies: str = ""
+    access_token_ttl: int = 900
+    refresh_token_ttl: int = 30 * 24 * 3600
+    audit_retention_days: int = 180
+    maintenance_interval: int = 3600
+    log_level: str = "INFO"
+
+    @field_validator("http_port")
+    @classmethod
+    def _port(cls, value: int) -> int:
+        if not 0 <= value <= 65535:
+            raise ValueError("must be a TCP port number between 0 and 65535")
+        return value
+
+    @field_validator("access_token_ttl", "refresh_token_ttl", "audit_retention_days", "maintenance_interval")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("must be a positive number")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except Exception as exc:  # sqlalchemy raises ArgumentError with a long text
+            raise ValueError(f"is not a database URL ({exc})") from None
+        if url.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @field_validator("smtp_relay_url")
+    @classmethod
+    def _relay(cls, value: str) -> str:
+        if value and not value.startswith(("smtp://", "smtps://")):
+            raise ValueError("must look like smtp://host:port or smtps://user:password@host:port")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        for entry in value.replace(",", " ").split():
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or CIDR") from None
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return value.upper()
+
+    @model_validator(mode="after")
+    def _secret(self) -> Settings:
+        if self.secret_key and len(self.secret_key) < 32:
+            raise ValueError("CONDUIT_SECRET_KEY must be at least 32 characters")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment variables win over the TOML file given with --config.
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    # Derived values -------------------------------------------------------------------
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def public_base_url(self) -> str:
+        return (self.base_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(e, strict=False) for e in self.trusted_proxies.replace(",", " ").split())
+
+    def default_secret_key_path(self) -> Path:
+        """Where a generated secret key is kept: beside the SQLite file, else the working directory."""
+        if self.secret_key_file:
+            return Path(self.secret_key_file)
+        url = make_url(self.database_url)
+        if self.is_sqlite and url.database and url.database != ":memory:":
+            return Path(url.database).resolve().parent / "conduit.secret"
+        return Path("conduit.secret").resolve()
+
+
+def _message(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    field = ".".join(str(p) for p in error["loc"]) or "secret_key"
+    reason = error["msg"].removeprefix("Value error, ")
+    name = f"{ENV_PREFIX}{field.upper()}"
+    return f"invalid setting {name}: {reason}"
+
+
+def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
+    """Read the settings; raise ConfigError with one line naming the bad setting."""
+    settings_cls = Settings
+    if config_file:
+        if not Path(config_file).is_file():
+            raise ConfigError(f"config file {config_file} does not exist")
+
+        class FileSettings(Settings):
+            model_config = SettingsConfigDict(**Settings.model_config, toml_file=config_file)
+
+        settings_cls = FileSettings
+    try:
+        settings = settings_cls(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_message(exc)) from None
+    if not settings.secret_key:
+        settings = settings.model_copy(update={"secret_key": _persisted_secret_key(settings.default_secret_key_path())})
+    return settings
+
+
+def _persisted_secret_key(path: Path) -> str:
+    """Read the generated key, or create it (mode 0600) on first start."""
+    if path.exists():
+        key = path.read_text().strip()
+        if len(key) < 32:
+            raise ConfigError(f"invalid setting CONDUIT_SECRET_KEY: the key in {path} is shorter than 32 characters")
+        return key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    return key

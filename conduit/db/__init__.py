@@ -1,0 +1,1 @@
+"""Database layer: declarative base, engines per dialect, sessions and the transaction boundary."""

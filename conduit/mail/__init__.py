@@ -1,0 +1,1 @@
+"""Mail in and out: MIME parsing into payloads, outbound mail (password reset)."""

@@ -1,0 +1,82 @@
+"""Starts the roles in one asyncio loop and shuts them down in order on SIGTERM/SIGINT.
+
+Roles share nothing but the database. Today: the HTTP API and periodic maintenance; the SMTP
+server and the delivery worker join here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+import uvicorn
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from conduit.api.app import create_app
+from conduit.config import Settings
+from conduit.db.engine import create_engine, session_factory, transaction
+from conduit.services import maintenance
+
+log = logging.getLogger("conduit.runtime")
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn inside our loop: signals are ours, so its own capture is switched off."""
+
+    def capture_signals(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+
+def _api_server(settings: Settings, engine: AsyncEngine) -> _EmbeddedServer:
+    config = uvicorn.Config(create_app(settings, engine), host=settings.http_host, port=settings.http_port,
+                            loop="none", lifespan="off", access_log=False, server_header=False,
+                            proxy_headers=False, log_config=None)
+    return _EmbeddedServer(config)
+
+
+async def _every(seconds: int, job: Callable[[], Awaitable[None]]) -> None:
+    while True:
+        try:
+            await job()
+        except Exception:  # noqa: BLE001 - a failed run is logged and retried next period
+            log.exception("event=maintenance_failed")
+        await asyncio.sleep(seconds)
+
+
+async def run(settings: Settings, *, roles: frozenset[str]) -> None:
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    async def housekeeping() -> None:
+        async with transaction(sessions) as session:
+            await maintenance.purge_expired(session, settings=settings)
+
+    api = _api_server(settings, engine) if "api" in roles else None
+    tasks: list[asyncio.Task[None]] = []
+    if api is not None:
+        tasks.append(asyncio.create_task(api.serve(), name="api"))
+        log.info("event=role_started role=api url=http://%s:%s", settings.http_host, settings.http_port)
+    tasks.append(asyncio.create_task(_every(settings.maintenance_interval, housekeeping), name="maintenance"))
+
+    stopper = asyncio.create_task(stop.wait(), name="stop")
+    done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    failed = [t for t in done if t is not stopper and not t.cancelled() and t.exception() is not None]
+    log.info("event=shutting_down reason=%s", "role_failed" if failed else "signal")
+    # Order: stop taking requests first, then background work, then the database.
+    if api is not None:
+        api.should_exit = True
+    for task in tasks:
+        if task.get_name() != "api":
+            task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    stopper.cancel()
+    await engine.dispose()
+    for task in failed:
+        raise task.exception()  # type: ignore[misc]

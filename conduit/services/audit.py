@@ -1,0 +1,31 @@
+"""The account's audit log: one entry per security-relevant action, in the action's transaction."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from conduit.clock import new_id, now
+from conduit.db.models import AuditEntry
+
+
+async def record(session: AsyncSession, account_id: str, action: str, *, ip: str = "", **details: Any) -> None:
+    """Add an entry; ``details`` become its metadata and must never hold a secret."""
+    session.add(AuditEntry(id=new_id("aud"), account_id=account_id, action=action, ip=ip,
+                           details=details, created_at=now()))
+
+
+async def list_entries(session: AsyncSession, account_id: str, *, limit: int) -> list[AuditEntry]:
+    rows = await session.scalars(
+        select(AuditEntry).where(AuditEntry.account_id == account_id)
+        .order_by(AuditEntry.created_at.desc(), AuditEntry.id.desc()).limit(limit)
+    )
+    return list(rows)
+
+
+async def purge(session: AsyncSession, *, older_than_days: int) -> int:
+    result = await session.execute(delete(AuditEntry).where(AuditEntry.created_at < now() - timedelta(days=older_than_days)))
+    return result.rowcount or 0

@@ -1,0 +1,109 @@
+"""Shared fixtures: every database test runs on a real SQLite file, and again on a real
+PostgreSQL server when CONDUIT_TEST_POSTGRES_URL is set (.ci/run sets it)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from conduit.api.app import create_app
+from conduit.config import Settings, load_settings
+from conduit.db.base import Base
+from conduit.db.engine import create_engine
+from conduit.db.migrate import upgrade
+
+POSTGRES_URL = os.environ.get("CONDUIT_TEST_POSTGRES_URL", "")
+BACKENDS = ["sqlite"] + (["postgres"] if POSTGRES_URL else [])
+TEST_SECRET_KEY = "test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+CLIENT_IP = "203.0.113.7"
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite file; each test gets a copy (migrating per test would be slow)."""
+    path = tmp_path_factory.mktemp("template") / "conduit.db"
+    _upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_migrated() -> str:
+    _upgrade(POSTGRES_URL)
+    return POSTGRES_URL
+
+
+def _upgrade(url: str) -> None:
+    """Alembic runs its own event loop, so it gets a thread of its own (a test loop is running)."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(upgrade, url).result()
+
+
+@pytest.fixture(params=BACKENDS)
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        path = tmp_path / "conduit.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    url = request.getfixturevalue("postgres_migrated")
+    engine = create_engine(url)
+    async with engine.begin() as conn:  # a clean slate for every test
+        tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+        await conn.execute(text(f"TRUNCATE {tables} CASCADE"))
+    await engine.dispose()
+    yield url
+
+
+@pytest.fixture
+def settings_overrides() -> dict:
+    """Override in a test module to change settings for its tests."""
+    return {}
+
+
+@pytest.fixture
+def settings(database_url: str, settings_overrides: dict) -> Settings:
+    return load_settings(database_url=database_url, secret_key=TEST_SECRET_KEY, **settings_overrides)
+
+
+@pytest.fixture
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(settings.database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def app(settings: Settings, engine: AsyncEngine):
+    return create_app(settings, engine)
+
+
+@pytest.fixture
+async def client(app) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client speaking to the app in-process, as a caller at CLIENT_IP."""
+    transport = httpx.ASGITransport(app=app, client=(CLIENT_IP, 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver/api/v1") as c:
+        yield c
+
+
+@pytest.fixture
+async def client_from(app):
+    """Factory: a client as seen from another IP address."""
+    clients: list[httpx.AsyncClient] = []
+
+    def make(ip: str) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=app, client=(ip, 50000))
+        c = httpx.AsyncClient(transport=transport, base_url="http://testserver/api/v1")
+        clients.append(c)
+        return c
+
+    yield make
+    for c in clients:
+        await c.aclose()
