@@ -1,0 +1,1 @@
+"""Delivery of messages to webhooks: payload rendering, signing, the HTTP client, retries."""

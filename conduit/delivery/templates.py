@@ -1,0 +1,231 @@
+"""Account-written payload templates, rendered in Jinja's immutable sandbox with bounds.
+
+Why the bounds: a template is code written by an account holder and run by the
+shared delivery worker, so besides the sandbox (no attribute tricks, no mutation of
+the message data) it gets a source size limit, an output size limit, a wall-time
+deadline, and capped ``*``, ``**`` and ``%`` operators. Constant folding is off (and
+filters are wrapped so Jinja cannot fold them) so compiling never evaluates anything.
+
+Not bounded: a single built-in call that builds a huge string in one step (for
+example ``"x".ljust(10**9)``) runs to completion before any check sees it; run
+workers with a memory limit.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import json
+import re
+import string
+import sys
+import time
+from typing import Any
+
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, pass_context
+from jinja2.defaults import DEFAULT_FILTERS
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+MAX_SOURCE_BYTES = 64 * 1024
+MAX_OUTPUT_BYTES = 1024 * 1024
+DEFAULT_TIMEOUT = 2.0
+MAX_POWER_BITS = 4096
+MAX_FORMAT_WIDTH = 1000
+_TEMPLATE_FILENAME = "<template>"  # what Jinja names the code of templates made from strings
+_PRINTF_SPEC = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\*|\d*)(?:\.(\*|\d*))?")
+
+
+class TemplateRenderError(Exception):
+    """A valid template failed while rendering (undefined variable, limit hit, sandbox refusal)."""
+
+
+class _DeadlineExceeded(Exception):
+    pass
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (datetime.datetime, datetime.date)):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} values cannot be written as JSON")
+
+
+def _tojson(value: Any) -> str:
+    """Compact JSON, not HTML-escaped: payloads are JSON bodies, not HTML attributes."""
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+
+
+class _BoundedEnvironment(ImmutableSandboxedEnvironment):
+    """Intercepts the operators that can build huge values from a short expression."""
+
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            if isinstance(left, int) and isinstance(right, int) and right > 0:
+                if abs(left) > 1 and right * max(abs(left).bit_length(), 1) > MAX_POWER_BITS:
+                    raise OverflowError("the result of ** is too large")
+        elif operator == "*":
+            for sized, count in ((left, right), (right, left)):
+                if isinstance(sized, (str, bytes, list, tuple)) and isinstance(count, int):
+                    if len(sized) * count > MAX_OUTPUT_BYTES:
+                        raise OverflowError("the result of * is too large")
+        elif operator == "%" and isinstance(left, str):
+            _check_printf_widths(left)
+        return super().call_binop(context, operator, left, right)
+
+    def wrap_str_format(self, value: Any) -> Any:
+        """``"{:>9999999}".format(x)`` in a template: check the widths before formatting."""
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        fmt = value.__self__
+
+        def checked(*args: Any, **kwargs: Any) -> str:
+            for _text, _field, spec, _conversion in string.Formatter().parse(fmt):
+                if spec and ("{" in spec or any(int(n) > MAX_FORMAT_WIDTH for n in re.findall(r"\d+", spec))):
+                    raise OverflowError(
+                        f"format widths above {MAX_FORMAT_WIDTH} or taken from arguments are not allowed"
+                    )
+            return wrapped(*args, **kwargs)
+
+        return checked
+
+
+def _check_printf_widths(fmt: str) -> None:
+    for width, precision in _PRINTF_SPEC.findall(fmt):
+        for number in (width, precision):
+            if number == "*" or (number and int(number) > MAX_FORMAT_WIDTH):
+                raise OverflowError(f"format widths above {MAX_FORMAT_WIDTH} are not allowed")
+
+
+def _format_filter(value: Any, *args: Any, **kwargs: Any) -> str:
+    """The ``format`` filter is printf-style ``%`` too, so it gets the same width check."""
+    _check_printf_widths(str(value))
+    return DEFAULT_FILTERS["format"](value, *args, **kwargs)
+
+
+def _at_render_time(func: Any) -> Any:
+    """Wrap a filter so Jinja cannot run it while compiling.
+
+    Jinja folds filters on constant arguments at compile time, even with
+    ``optimized=False`` (``{{ "a"|center(10**9) }}`` would run inside the API request
+    that saves the template); it never folds ``pass_context`` filters.
+    """
+    kind = getattr(getattr(func, "jinja_pass_arg", None), "name", None)  # set by jinja2's pass_* decorators
+
+    @pass_context
+    def wrapper(context: Any, *args: Any, **kwargs: Any) -> Any:
+        if kind == "context":
+            return func(context, *args, **kwargs)
+        if kind == "eval_context":
+            return func(context.eval_ctx, *args, **kwargs)
+        if kind == "environment":
+            return func(context.environment, *args, **kwargs)
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def _make_environment() -> _BoundedEnvironment:
+    env = _BoundedEnvironment(autoescape=False, undefined=StrictUndefined, optimized=False)
+    env.filters["tojson"] = _tojson
+    env.filters["format"] = _format_filter
+    env.filters = {name: _at_render_time(func) for name, func in env.filters.items()}
+    return env
+
+
+_ENV = _make_environment()
+
+
+def compile_template(source: str) -> Template:
+    """Compile a payload template, raising ValueError ``payload_template line N: ...``.
+
+    Cached by source: the worker renders the same few templates over and over.
+    """
+    if not isinstance(source, str):
+        raise ValueError("payload_template must be a string")
+    return _compile(source)
+
+
+@functools.lru_cache(maxsize=256)
+def _compile(source: str) -> Template:
+    if len(source.encode("utf-8", errors="surrogatepass")) > MAX_SOURCE_BYTES:
+        raise ValueError(f"payload_template is larger than {MAX_SOURCE_BYTES // 1024} KiB")
+    try:
+        return _ENV.from_string(source)
+    except TemplateSyntaxError as exc:
+        raise ValueError(f"payload_template line {exc.lineno}: {exc.message}") from None
+
+
+def render_template(
+    template: str | Template,
+    context: dict[str, Any],
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_output_bytes: int = MAX_OUTPUT_BYTES,
+) -> str:
+    """Render with the output streamed and capped, under a wall-time deadline.
+
+    The deadline is enforced by a trace function on the template's own code in this
+    thread (checked on every template line, so loops that print nothing still stop);
+    the previous trace function (debugger, coverage) is restored afterwards.
+    """
+    if isinstance(template, str):
+        try:
+            template = compile_template(template)
+        except ValueError as exc:
+            raise TemplateRenderError(str(exc)) from None
+    deadline = time.monotonic() + timeout
+    chunks: list[str] = []
+    size = 0
+    stream = template.generate(context)
+    previous_trace = sys.gettrace()
+    sys.settrace(_deadline_tracer(deadline))
+    try:
+        for chunk in stream:
+            size += len(chunk.encode("utf-8", errors="surrogatepass"))
+            if size > max_output_bytes:
+                raise TemplateRenderError(f"payload_template output is larger than {max_output_bytes} bytes")
+            if time.monotonic() > deadline:
+                raise _DeadlineExceeded
+            chunks.append(chunk)
+    except TemplateRenderError:
+        raise
+    except _DeadlineExceeded:
+        raise TemplateRenderError(f"payload_template took longer than {timeout:g} s to render") from None
+    except Exception as exc:
+        raise TemplateRenderError(_describe(exc)) from None
+    finally:
+        sys.settrace(previous_trace)
+        stream.close()
+    return "".join(chunks)
+
+
+def _deadline_tracer(deadline: float):
+    def line_tracer(frame, event, arg):
+        if time.monotonic() > deadline:
+            raise _DeadlineExceeded
+        return line_tracer
+
+    def call_tracer(frame, event, arg):
+        if frame.f_code.co_filename != _TEMPLATE_FILENAME:
+            return None  # only template code is traced: cheap for everything else
+        return line_tracer(frame, event, arg)
+
+    return call_tracer
+
+
+def _describe(exc: Exception) -> str:
+    """``payload_template line N: message``, the line taken from Jinja's rewritten traceback."""
+    lineno = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == _TEMPLATE_FILENAME:
+            lineno = tb.tb_lineno
+        tb = tb.tb_next
+    message = str(exc) or type(exc).__name__
+    if not isinstance(exc, (OverflowError, ValueError)) and type(exc).__module__ != "jinja2.exceptions":
+        message = f"{type(exc).__name__}: {message}"
+    return f"payload_template line {lineno}: {message}" if lineno else f"payload_template: {message}"

@@ -1,0 +1,1 @@
+"""Network helpers: DNS resolution honouring CONDUIT_DNS_SERVERS, and address classification."""
