@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -41,17 +42,44 @@ class Settings(BaseSettings):
     access_token_ttl: int = 900
     refresh_token_ttl: int = 30 * 24 * 3600
     audit_retention_days: int = 180
+    log_retention_days: int = 30
+    public_domains: str = ""
+    mx_host: str = "mx.conduit.email"
+    dns_servers: str = ""
+    dns_timeout: float = 3.0
+    allow_private_targets: bool = False
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 2525
+    smtp_hostname: str = "conduit.local"
+    smtp_max_message_bytes: int = 25 * 1024 * 1024
+    smtp_tls_cert: str = ""
+    smtp_tls_key: str = ""
+    smtp_auth_insecure: bool = False
+    smtp_max_recipients: int = 100
+    smtp_max_sessions: int = 1000
+    smtp_timeout: int = 300
+    inbound_auth_checks: bool = True
+    retry_schedule: str = "0,5,300,1800,7200,18000,36000,36000"
+    deactivate_after_days: int = 5
+    keep_raw_days: int = 0
+    max_inline_attachment_bytes: int = 10 * 1024 * 1024
+    worker_concurrency: int = 64
+    delivery_connect_timeout: float = 5.0
+    delivery_timeout: float = 15.0
     maintenance_interval: int = 3600
     log_level: str = "INFO"
 
-    @field_validator("http_port")
+    @field_validator("http_port", "smtp_port")
     @classmethod
     def _port(cls, value: int) -> int:
         if not 0 <= value <= 65535:
             raise ValueError("must be a TCP port number between 0 and 65535")
         return value
 
-    @field_validator("access_token_ttl", "refresh_token_ttl", "audit_retention_days", "maintenance_interval")
+    @field_validator("access_token_ttl", "refresh_token_ttl", "audit_retention_days", "log_retention_days",
+                     "maintenance_interval", "dns_timeout", "smtp_max_message_bytes", "smtp_max_recipients",
+                     "smtp_max_sessions", "smtp_timeout", "deactivate_after_days", "worker_concurrency",
+                     "delivery_connect_timeout", "delivery_timeout")
     @classmethod
     def _positive(cls, value: int) -> int:
         if value <= 0:
@@ -85,6 +113,52 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"{entry!r} is not an IP address or CIDR") from None
         return value
+
+    @field_validator("dns_servers")
+    @classmethod
+    def _dns_servers(cls, value: str) -> str:
+        from conduit.net.dns import parse_dns_servers
+
+        parse_dns_servers(value)
+        return value
+
+    @field_validator("public_domains")
+    @classmethod
+    def _public_domains(cls, value: str) -> str:
+        from conduit.services.domain_names import normalize_domain_name
+
+        return ",".join(normalize_domain_name(n) for n in value.replace(",", " ").split())
+
+    @field_validator("mx_host")
+    @classmethod
+    def _mx_host(cls, value: str) -> str:
+        from conduit.services.domain_names import normalize_domain_name
+
+        return normalize_domain_name(value)
+
+    @field_validator("keep_raw_days", "max_inline_attachment_bytes")
+    @classmethod
+    def _not_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("must not be negative")
+        return value
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _retry_schedule(cls, value: str) -> str:
+        try:
+            delays = [float(v) for v in value.split(",")]
+        except ValueError:
+            raise ValueError("must be comma-separated numbers of seconds, e.g. 0,5,300") from None
+        if not delays or any(d < 0 for d in delays):
+            raise ValueError("must list at least one delay, none negative")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if bool(self.smtp_tls_cert) != bool(self.smtp_tls_key):
+            raise ValueError("CONDUIT_SMTP_TLS_CERT and CONDUIT_SMTP_TLS_KEY must be set together")
+        return self
 
     @field_validator("log_level")
     @classmethod
@@ -122,6 +196,20 @@ class Settings(BaseSettings):
         return (self.base_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
 
     @property
+    def public_domain_names(self) -> tuple[str, ...]:
+        return tuple(n for n in self.public_domains.split(",") if n)
+
+    @property
+    def retry_delays(self) -> tuple[float, ...]:
+        return tuple(float(v) for v in self.retry_schedule.split(","))
+
+    @property
+    def dns_server_list(self) -> list[tuple[str, int]]:
+        from conduit.net.dns import parse_dns_servers
+
+        return parse_dns_servers(self.dns_servers)
+
+    @property
     def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         return tuple(ipaddress.ip_network(e, strict=False) for e in self.trusted_proxies.replace(",", " ").split())
 
@@ -137,8 +225,10 @@ class Settings(BaseSettings):
 
 def _message(exc: ValidationError) -> str:
     error = exc.errors()[0]
-    field = ".".join(str(p) for p in error["loc"]) or "secret_key"
     reason = error["msg"].removeprefix("Value error, ")
+    if not error["loc"]:  # a rule across settings: its message names them
+        return f"invalid setting: {reason}"
+    field = ".".join(str(p) for p in error["loc"])
     name = f"{ENV_PREFIX}{field.upper()}"
     return f"invalid setting {name}: {reason}"
 
@@ -151,13 +241,15 @@ def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
             raise ConfigError(f"config file {config_file} does not exist")
 
         class FileSettings(Settings):
-            model_config = SettingsConfigDict(**Settings.model_config, toml_file=config_file)
+            model_config = SettingsConfigDict(**{**Settings.model_config, "toml_file": config_file})
 
         settings_cls = FileSettings
     try:
         settings = settings_cls(**overrides)
     except ValidationError as exc:
         raise ConfigError(_message(exc)) from None
+    except (tomllib.TOMLDecodeError, OSError) as exc:  # read only now, by the settings source
+        raise ConfigError(f"config file {config_file} cannot be read: {exc}") from None
     if not settings.secret_key:
         settings = settings.model_copy(update={"secret_key": _persisted_secret_key(settings.default_secret_key_path())})
     return settings

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from conduit.api.deps import ClientIP, ContextDep, CurrentAccount, SessionDep
+from conduit.api.routers import errors
+from conduit.api.schemas.management import CreateDomainRequest, DomainResponse
+from conduit.db.models import Domain
+from conduit.services import domains
+
+router = APIRouter(prefix="/domains", tags=["Domains"])
+
+
+def _out(domain: Domain) -> DomainResponse:
+    return DomainResponse(id=domain.id, name=domain.name, account_id=domain.account_id or "",
+                          verification_token=domain.verification_token, verified=domain.verified,
+                          is_public=domain.is_public, created_at=domain.created_at, updated_at=domain.updated_at)
+
+
+@router.get("", operation_id="listDomains", summary="List domains", response_model=list[DomainResponse],
+            responses=errors(401))
+async def list_domains(account: CurrentAccount, db: SessionDep, context: ContextDep):
+    return [_out(d) for d in await domains.list_for(db, account, public=context.settings.public_domain_names)]
+
+
+@router.post("", operation_id="createDomainClaim", summary="Claim a domain", status_code=201,
+             response_model=DomainResponse, responses=errors(401, 409))
+async def create_domain_claim(body: CreateDomainRequest, account: CurrentAccount, db: SessionDep,
+                              context: ContextDep, ip: ClientIP):
+    return _out(await domains.claim(db, account, name=body.name, public=context.settings.public_domain_names, ip=ip))
+
+
+@router.get("/{id}", operation_id="getDomain", summary="Get domain", response_model=DomainResponse,
+            responses=errors(401, 404))
+async def get_domain(id: str, account: CurrentAccount, db: SessionDep, context: ContextDep):  # noqa: A002
+    return _out(await domains.get_visible(db, account, id, public=context.settings.public_domain_names))
+
+
+@router.delete("/{id}", operation_id="deleteDomain", summary="Delete domain", status_code=204,
+               responses=errors(401, 404, 409))
+async def delete_domain(id: str, account: CurrentAccount, db: SessionDep, context: ContextDep,  # noqa: A002
+                        ip: ClientIP) -> Response:
+    await domains.delete_domain(db, account, id, public=context.settings.public_domain_names, ip=ip)
+    return Response(status_code=204)
+
+
+@router.post("/{id}/verify", operation_id="verifyDomain",
+             summary="Trigger DNS verification for a domain (TXT ownership token + MX record)",
+             description="Performs two DNS checks before marking the domain as verified: 1. A TXT lookup under "
+                         "`_conduit-verify.<domain>` must return the domain's verification token. 2. An MX lookup "
+                         "for `<domain>` must return a record pointing to the configured MX host (CONDUIT_MX_HOST, "
+                         "default `mx.conduit.email`) with priority 10. If either check fails a `422` is returned "
+                         "that says which check failed and what was found.",
+             response_model=DomainResponse, responses=errors(401, 404, 409))
+async def verify_domain(id: str, account: CurrentAccount, db: SessionDep, context: ContextDep,  # noqa: A002
+                        ip: ClientIP):
+    domain = await domains.verify(db, account, id, resolver=context.resolver, mx_host=context.settings.mx_host,
+                                  public=context.settings.public_domain_names, ip=ip)
+    return _out(domain)

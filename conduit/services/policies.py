@@ -1,0 +1,163 @@
+"""SMTP security policies: validation, storage (SMTP password as Argon2id), CRUD.
+
+The list fields arrive as one string each and are stored normalised ("10.0.0.0/8, 192.0.2.1").
+Deleting a policy detaches it from its webhooks (foreign key SET NULL): they then accept mail
+without a policy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from conduit.clock import new_id
+from conduit.db.models import Account, SmtpPolicy
+from conduit.errors import Invalid, NotFound
+from conduit.net.addresses import IPNetwork, parse_ip_list
+from conduit.services import audit
+from conduit.services.crypto import hash_password
+from conduit.services.policy_rules import PolicyRules, parse_domain_list, parse_smtp_credentials
+
+MASK = "********"
+
+
+@dataclass(frozen=True)
+class PolicyView:
+    """A policy as the API shows it: the password only right after it was set."""
+
+    policy: SmtpPolicy
+    revealed_password: str | None = None
+
+    @property
+    def smtp_credentials(self) -> str:
+        if not self.policy.smtp_username:
+            return ""
+        return f"{self.policy.smtp_username}:{self.revealed_password or MASK}"
+
+
+def _invalid(field: str, exc: ValueError) -> Invalid:
+    return Invalid(f"{field}: {exc}" if not str(exc).startswith(field) else str(exc), field=field)
+
+
+def _network_text(network: IPNetwork) -> str:
+    """A single host as its address ("192.0.2.1"), as the user wrote it; a network in CIDR form."""
+    return str(network.network_address) if network.prefixlen == network.max_prefixlen else str(network)
+
+
+def _name(value: Any) -> str:
+    name = (value or "").strip() if isinstance(value, str) else ""
+    if not 1 <= len(name) <= 100:
+        raise Invalid("name is required (1 to 100 characters)", field="name")
+    return name
+
+
+async def _apply(session: AsyncSession, policy: SmtpPolicy, changes: dict[str, Any]) -> str | None:
+    """Validate and set the given fields; returns the new SMTP password if one was set."""
+    revealed = None
+    if "name" in changes:
+        policy.name = _name(changes["name"])
+    if "allowed_source_ips" in changes:
+        try:
+            networks = parse_ip_list(changes["allowed_source_ips"] or "")
+        except ValueError as exc:
+            raise _invalid("allowed_source_ips", exc) from None
+        policy.allowed_source_ips = ", ".join(_network_text(n) for n in networks)
+    for field in ("allowed_spf_domains", "allowed_dkim_domains"):
+        if field in changes:
+            try:
+                setattr(policy, field, ", ".join(parse_domain_list(changes[field] or "")))
+            except ValueError as exc:
+                raise _invalid(field, exc) from None
+    for flag in ("require_smtp_auth", "require_spf", "require_dkim"):
+        if flag in changes and changes[flag] is not None:
+            setattr(policy, flag, bool(changes[flag]))
+    if "smtp_credentials" in changes:
+        value = changes["smtp_credentials"] or ""
+        if value:
+            try:
+                username, password = parse_smtp_credentials(value)
+            except ValueError as exc:
+                raise _invalid("smtp_credentials", exc) from None
+            policy.smtp_username = username
+            policy.smtp_password_hash = await hash_password(password)
+            revealed = password
+        else:
+            policy.smtp_username, policy.smtp_password_hash = "", ""
+    if policy.require_smtp_auth and not policy.smtp_username:
+        raise Invalid("require_smtp_auth needs smtp_credentials ('username:password')", field="smtp_credentials")
+    return revealed
+
+
+async def create(session: AsyncSession, account: Account, *, fields: dict[str, Any], ip: str) -> PolicyView:
+    policy = SmtpPolicy(id=new_id("pol"), account_id=account.id, name=_name(fields.get("name")),
+                        allowed_source_ips="", allowed_spf_domains="", allowed_dkim_domains="",
+                        require_smtp_auth=False, require_spf=False, require_dkim=False,
+                        smtp_username="", smtp_password_hash="")
+    revealed = await _apply(session, policy, fields)
+    await _save(session, policy)
+    await audit.record(session, account.id, "smtp_policy.created", ip=ip, policy_id=policy.id, name=policy.name)
+    return PolicyView(policy, revealed)
+
+
+async def update(session: AsyncSession, account: Account, policy_id: str, *, changes: dict[str, Any],
+                 ip: str) -> PolicyView:
+    """Partial update: only the fields present in ``changes`` change."""
+    policy = await get(session, account, policy_id)
+    revealed = await _apply(session, policy, changes)
+    await _save(session, policy)
+    await audit.record(session, account.id, "smtp_policy.updated", ip=ip, policy_id=policy.id,
+                       fields=sorted(changes))
+    return PolicyView(policy, revealed)
+
+
+async def _save(session: AsyncSession, policy: SmtpPolicy) -> None:
+    # Checked by query first: a failed flush expires the policy (reading policy.name would raise) and,
+    # on PostgreSQL, aborts the transaction; begin_nested() would not help, it flushes before its savepoint.
+    name = policy.name
+    taken = _name_taken(name)
+    with session.no_autoflush:
+        clash = await session.scalar(select(SmtpPolicy.id).where(SmtpPolicy.account_id == policy.account_id,
+                                                                 SmtpPolicy.name == name, SmtpPolicy.id != policy.id))
+    if clash:
+        raise taken
+    session.add(policy)
+    try:
+        await session.flush()
+    except IntegrityError:  # created by a concurrent request since the check above
+        raise taken from None
+
+
+def _name_taken(name: str) -> Invalid:
+    return Invalid(f"name: a policy named {name!r} already exists", field="name", code="policy_name_taken")
+
+
+async def get(session: AsyncSession, account: Account, policy_id: str) -> SmtpPolicy:
+    policy = await session.get(SmtpPolicy, policy_id)
+    if policy is None or policy.account_id != account.id:
+        raise NotFound("no SMTP security policy with this id", code="policy_not_found")
+    return policy
+
+
+async def list_for(session: AsyncSession, account: Account) -> list[SmtpPolicy]:
+    rows = await session.scalars(select(SmtpPolicy).where(SmtpPolicy.account_id == account.id)
+                                 .order_by(SmtpPolicy.created_at, SmtpPolicy.id))
+    return list(rows)
+
+
+async def delete_policy(session: AsyncSession, account: Account, policy_id: str, *, ip: str) -> None:
+    policy = await get(session, account, policy_id)
+    await session.delete(policy)
+    await audit.record(session, account.id, "smtp_policy.deleted", ip=ip, policy_id=policy.id, name=policy.name)
+
+
+def rules_of(policy: SmtpPolicy) -> PolicyRules:
+    """The decision-function form of a stored policy (used by the SMTP server)."""
+    return PolicyRules.from_stored(
+        require_smtp_auth=policy.require_smtp_auth, smtp_username=policy.smtp_username or None,
+        allowed_source_ips=policy.allowed_source_ips, require_spf=policy.require_spf,
+        allowed_spf_domains=policy.allowed_spf_domains, require_dkim=policy.require_dkim,
+        allowed_dkim_domains=policy.allowed_dkim_domains)
