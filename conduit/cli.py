@@ -1,4 +1,4 @@
-"""The `conduit` command: serve | api | migrate."""
+"""The `conduit` command: serve | api | smtp | worker | migrate."""
 
 from __future__ import annotations
 
@@ -62,11 +62,12 @@ def main(ctx: click.Context, config: str | None) -> None:
 @main.command()
 @click.pass_context
 def serve(ctx: click.Context) -> None:
-    """Run everything in one process (the embedded default): migrates the database, then serves the
-    HTTP API on CONDUIT_HTTP_HOST:CONDUIT_HTTP_PORT and runs periodic maintenance."""
+    """Run everything in one process (the embedded default): migrates the database, then runs the
+    SMTP server (CONDUIT_SMTP_HOST:CONDUIT_SMTP_PORT), the delivery worker and the HTTP API
+    (CONDUIT_HTTP_HOST:CONDUIT_HTTP_PORT)."""
     settings = _settings(ctx)
     _migrate(settings)
-    _run(settings, frozenset({"api"}))
+    _run(settings, frozenset({"api", "smtp", "worker"}))
 
 
 @main.command()
@@ -75,6 +76,20 @@ def api(ctx: click.Context) -> None:
     """Run the HTTP API alone (for deployments with several processes on PostgreSQL).
     Does not migrate: run `conduit migrate` once per upgrade."""
     _run(_settings(ctx), frozenset({"api"}))
+
+
+@main.command()
+@click.pass_context
+def smtp(ctx: click.Context) -> None:
+    """Run the inbound SMTP server alone (any number of them, against one PostgreSQL)."""
+    _run(_settings(ctx), frozenset({"smtp"}))
+
+
+@main.command()
+@click.pass_context
+def worker(ctx: click.Context) -> None:
+    """Run a delivery worker alone (any number of them: jobs are claimed with SKIP LOCKED)."""
+    _run(_settings(ctx), frozenset({"worker"}))
 
 
 @main.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 import time
 from datetime import UTC, datetime
@@ -20,3 +21,13 @@ def new_id(prefix: str) -> str:
     """
     raw = (int(time.time() * 1000) & (2**48 - 1)).to_bytes(6, "big") + secrets.token_bytes(10)
     return f"{prefix}_{base64.b32hexencode(raw).decode().rstrip('=').lower()}"
+
+
+_ID_BODY = re.compile(r"[0-9a-v]{26}")
+
+
+def is_id(value: str, prefix: str) -> bool:
+    """Whether ``value`` has the shape of ``new_id(prefix)``; anything else (a NUL, say, which
+    PostgreSQL refuses in a query) is a 404 without asking the database."""
+    head, sep, body = value.partition("_")
+    return head == prefix and sep == "_" and _ID_BODY.fullmatch(body) is not None

@@ -3,14 +3,20 @@ PostgreSQL server when CONDUIT_TEST_POSTGRES_URL is set (.ci/run sets it)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import socket
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import AsyncIterator
+from email import policy as email_policy
+from email.message import EmailMessage
+from email.parser import BytesParser
 from pathlib import Path
 
 import httpx
 import pytest
+from aiosmtpd.controller import Controller
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -19,6 +25,7 @@ from conduit.config import Settings, load_settings
 from conduit.db.base import Base
 from conduit.db.engine import create_engine
 from conduit.db.migrate import upgrade
+from tests.support.dns_server import LoopbackDNS
 
 POSTGRES_URL = os.environ.get("CONDUIT_TEST_POSTGRES_URL", "")
 BACKENDS = ["sqlite"] + (["postgres"] if POSTGRES_URL else [])
@@ -81,8 +88,10 @@ async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
-def app(settings: Settings, engine: AsyncEngine):
-    return create_app(settings, engine)
+async def app(settings: Settings, engine: AsyncEngine):
+    app = create_app(settings, engine)
+    yield app
+    await app.state.context.http.close()
 
 
 @pytest.fixture
@@ -107,3 +116,68 @@ async def client_from(app):
     yield make
     for c in clients:
         await c.aclose()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MailSink:
+    """A real SMTP server (aiosmtpd, in a thread of its own) that keeps every message it receives."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.messages: list[EmailMessage] = []
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001, N802 - aiosmtpd hook
+        message = BytesParser(policy=email_policy.default).parsebytes(envelope.content)
+        message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
+        self.messages.append(message)
+        return "250 OK"
+
+    async def wait_for(self, count: int, timeout: float = 10.0) -> list[EmailMessage]:
+        """The messages once ``count`` have arrived (mail may be sent after the HTTP answer)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(self.messages) < count:
+            assert asyncio.get_running_loop().time() < deadline, f"{len(self.messages)} of {count} mails arrived"
+            await asyncio.sleep(0.02)
+        return list(self.messages)
+
+
+@pytest.fixture
+def mail_sink() -> Iterator[MailSink]:
+    sink = MailSink()
+    sink._controller.start()
+    yield sink
+    sink._controller.stop()
+
+
+# A real authoritative DNS server on loopback, shared by the session ----------------------
+
+@pytest.fixture(scope="session")
+def _loopback_dns_session() -> Iterator[LoopbackDNS]:
+    server = LoopbackDNS()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def dns_zone(_loopback_dns_session: LoopbackDNS) -> LoopbackDNS:
+    """The real authoritative DNS server on 127.0.0.1, emptied for this test.
+
+    Point Conduit at it with ``{"dns_servers": f"127.0.0.1:{dns_zone.port}"}`` in
+    ``settings_overrides``; unknown names answer NXDOMAIN.
+    """
+    _loopback_dns_session.clear()
+    return _loopback_dns_session

@@ -8,9 +8,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from conduit import __version__
 from conduit.api import errors
 from conduit.api.deps import AppContext
-from conduit.api.routers import accounts, api_tokens, sessions, system, two_factor
+from conduit.api.routers import accounts, api_tokens, domains, policies, sessions, system, two_factor, webhooks
 from conduit.config import Settings
 from conduit.db.engine import session_factory
+from conduit.delivery.http import delivery_client
+from conduit.net.dns import make_resolver
 from conduit.services.crypto import Crypto
 
 API_PREFIX = "/api/v1"
@@ -24,8 +26,10 @@ def create_app(settings: Settings, engine: AsyncEngine) -> FastAPI:
     app = FastAPI(title="Conduit API", version=__version__, description=DESCRIPTION,
                   servers=[{"url": "/", "description": "this server"}])
     app.state.context = AppContext(settings=settings, crypto=Crypto(settings.secret_key),
-                                   sessions=session_factory(engine))
+                                   sessions=session_factory(engine),
+                                   resolver=make_resolver(settings.dns_server_list, settings.dns_timeout),
+                                   http=delivery_client(settings))
     errors.install(app)
-    for module in (system, sessions, accounts, two_factor, api_tokens):
+    for module in (system, sessions, accounts, domains, policies, webhooks, two_factor, api_tokens):
         app.include_router(module.router, prefix=API_PREFIX)
     return app

@@ -8,12 +8,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
+import dns.asyncresolver
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from conduit.config import Settings
 from conduit.db.models import Account
+from conduit.delivery.http import WebhookClient
 from conduit.errors import ConduitError
 from conduit.services.authentication import authenticate
 from conduit.services.crypto import Crypto
@@ -26,6 +28,8 @@ class AppContext:
     settings: Settings
     crypto: Crypto
     sessions: async_sessionmaker[AsyncSession]
+    resolver: dns.asyncresolver.Resolver
+    http: WebhookClient
 
 
 def get_context(request: Request) -> AppContext:
@@ -62,7 +66,8 @@ def client_ip(request: Request, context: ContextDep) -> str:
     trusted = context.settings.trusted_proxy_networks
     if not trusted or not _in(peer, trusted):
         return peer
-    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    # Several header lines are one comma-separated list (RFC 9110 5.3); a proxy may add its own line.
+    hops = [h.strip() for line in request.headers.getlist("x-forwarded-for") for h in line.split(",") if h.strip()]
     for hop in reversed(hops):
         try:
             ipaddress.ip_address(hop)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import unicodedata
 from datetime import timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conduit.clock import new_id, now
+from conduit.clock import is_id, new_id, now
 from conduit.db.models import Account, ApiToken
 from conduit.errors import Invalid, NotFound
 from conduit.services import audit
@@ -47,6 +48,8 @@ async def create(session: AsyncSession, account: Account, *, name: str, allowed_
     name = name.strip()
     if not 1 <= len(name) <= 100:
         raise Invalid("name must be 1 to 100 characters", field="name")
+    if any(unicodedata.category(c) == "Cc" for c in name):
+        raise Invalid("name must not contain control characters", field="name")
     if expires_in is not None and not 0 <= expires_in <= MAX_EXPIRES_IN:
         raise Invalid(f"expires_in must be between 0 (never) and {MAX_EXPIRES_IN} seconds", field="expires_in")
     token = random_token(PREFIX)
@@ -66,6 +69,8 @@ async def list_for(session: AsyncSession, account: Account) -> list[ApiToken]:
 
 
 async def revoke(session: AsyncSession, account: Account, token_id: str, *, ip: str) -> None:
+    if not is_id(token_id, "tok"):
+        raise NotFound("no API token with this id", code="api_token_not_found")
     result = await session.execute(delete(ApiToken).where(ApiToken.id == token_id, ApiToken.account_id == account.id))
     if result.rowcount != 1:
         raise NotFound("no API token with this id", code="api_token_not_found")

@@ -179,10 +179,12 @@ def _check_auth(rules: PolicyRules, facts: SmtpFacts) -> PolicyDecision | None:
         reason = "the policy requires SMTP authentication but has no credentials configured"
     elif facts.auth_user is None:
         reason = "the client did not authenticate"
+    elif facts.auth_user != rules.smtp_username:
+        # Before auth_ok: a session authenticated for another policy is not ok for this one,
+        # and the log should say whose user it was, not that the authentication failed.
+        reason = f"authenticated as '{facts.auth_user}', but the policy requires '{rules.smtp_username}'"
     elif not facts.auth_ok:
         reason = f"SMTP authentication as '{facts.auth_user}' failed"
-    elif facts.auth_user != rules.smtp_username:
-        reason = f"authenticated as '{facts.auth_user}', but the policy requires '{rules.smtp_username}'"
     else:
         return None
     return _refuse("smtp_auth", 530, "5.7.0", "Authentication required", reason)

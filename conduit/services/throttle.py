@@ -7,6 +7,7 @@ number of seconds until the oldest of them leaves the window.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -28,13 +29,21 @@ SIGN_IN = Limit(10, timedelta(minutes=15))
 TOTP = Limit(10, timedelta(minutes=15))
 RESET_PER_EMAIL = Limit(3, timedelta(minutes=15))
 RESET_PER_IP = Limit(10, timedelta(minutes=15))
+KEY_MAX = 400  # AuthAttempt.key; keys embed what a caller typed (an email as given), so may be longer
+
+
+def _stored(key: str) -> str:
+    """The key as stored: itself, or its digest when it is too long for the column."""
+    if len(key) <= KEY_MAX:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 async def retry_after(session: AsyncSession, keys: list[str], rule: Limit) -> int | None:
     """Seconds to wait if any key is over its limit, else None."""
     since = now() - rule.window
     worst: int | None = None
-    for key in keys:
+    for key in map(_stored, keys):
         attempts = await session.scalar(
             select(func.count()).where(AuthAttempt.key == key, AuthAttempt.created_at > since)
         )
@@ -58,7 +67,7 @@ async def check(session: AsyncSession, keys: list[str], rule: Limit, *, what: st
 
 async def count(session: AsyncSession, keys: list[str]) -> None:
     at = now()
-    session.add_all(AuthAttempt(id=new_id("att"), key=key, created_at=at) for key in keys)
+    session.add_all(AuthAttempt(id=new_id("att"), key=_stored(key), created_at=at) for key in keys)
 
 
 async def purge(session: AsyncSession, *, older_than: timedelta) -> None:

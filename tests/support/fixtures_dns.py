@@ -17,3 +17,24 @@ def dns_server() -> Iterator[LoopbackDNS]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def _loopback_dns_session() -> Iterator[LoopbackDNS]:
+    server = LoopbackDNS()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def dns_zone(_loopback_dns_session: LoopbackDNS) -> LoopbackDNS:
+    """One real authoritative DNS server on 127.0.0.1 for the session, emptied for each test.
+
+    Point Conduit at it with ``{"dns_servers": f"127.0.0.1:{dns_zone.port}"}``; unknown names
+    answer NXDOMAIN.
+    """
+    _loopback_dns_session.clear()
+    return _loopback_dns_session

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, PlainSerializer, WithJsonSchema, model_validator
+from pydantic_core import PydanticCustomError
 
 
 def _rfc3339(value: datetime) -> str:
@@ -19,6 +20,39 @@ class Model(BaseModel):
     """A response read from an ORM row."""
 
     model_config = ConfigDict(from_attributes=True)
+
+
+def _storable(value: Any) -> None:
+    """Raise unless every string in ``value`` can be hashed, logged and stored.
+
+    JSON lets a string hold a NUL (which PostgreSQL refuses in text) or a lone UTF-16 surrogate
+    such as "\\ud800" (which no UTF-8 encoder accepts); either would otherwise fail deep inside a
+    service as a 500.
+    """
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise PydanticCustomError("invalid_text", "text must not contain lone surrogates") from None
+        if "\x00" in value:
+            raise PydanticCustomError("invalid_text", "text must not contain NUL characters")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _storable(key)
+            _storable(item)
+    elif isinstance(value, list):
+        for item in value:
+            _storable(item)
+
+
+class RequestBody(BaseModel):
+    """Base of every request body: its text must be storable (see ``_storable``)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable_text(cls, data: Any) -> Any:
+        _storable(data)
+        return data
 
 
 class Error(BaseModel):

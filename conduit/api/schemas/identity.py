@@ -6,10 +6,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from conduit.api.schemas.common import Model, Timestamp
+from conduit.api.schemas.common import Model, RequestBody, Timestamp
 
 
-class CreateSessionRequest(BaseModel):
+class CreateSessionRequest(RequestBody):
     email: str
     password: str
 
@@ -26,20 +26,20 @@ class TOTPChallengeResponse(BaseModel):
     expires_in: int
 
 
-class CompleteTOTPSessionRequest(BaseModel):
+class CompleteTOTPSessionRequest(RequestBody):
     code: str
     totp_token: str
 
 
-class RefreshSessionRequest(BaseModel):
+class RefreshSessionRequest(RequestBody):
     refresh_token: str
 
 
-class DeleteSessionRequest(BaseModel):
+class DeleteSessionRequest(RequestBody):
     refresh_token: str | None = Field(default=None, description="Omit to sign out everywhere.")
 
 
-class CreateAccountRequest(BaseModel):
+class CreateAccountRequest(RequestBody):
     email: str
     password: str
 
@@ -52,7 +52,7 @@ class AccountResponse(Model):
     updated_at: Timestamp
 
 
-class DeleteAccountRequest(BaseModel):
+class DeleteAccountRequest(RequestBody):
     confirm: bool = False
     password: str
 
@@ -65,26 +65,26 @@ class AuditLogEntry(Model):
     created_at: Timestamp
 
 
-class UpdateTimezoneRequest(BaseModel):
+class UpdateTimezoneRequest(RequestBody):
     timezone: str
 
 
-class RequestPasswordResetRequest(BaseModel):
+class RequestPasswordResetRequest(RequestBody):
     email: str
 
 
-class ChangePasswordRequest(BaseModel):
+class ChangePasswordRequest(RequestBody):
     current_password: str
     new_password: str
     revoke_api_tokens: bool = False
 
 
-class ConfirmPasswordResetRequest(BaseModel):
+class ConfirmPasswordResetRequest(RequestBody):
     new_password: str
     token: str
 
 
-class TOTPCodeRequest(BaseModel):
+class TOTPCodeRequest(RequestBody):
     code: str
 
 
@@ -98,7 +98,7 @@ class SetupTOTPResponse(BaseModel):
     secret: str
 
 
-class CreateAPITokenRequest(BaseModel):
+class CreateAPITokenRequest(RequestBody):
     name: str
     allowed_ips: list[str] | None = None
     expires_in: int | None = Field(default=None, description="Seconds until expiry; absent or 0 = never.")

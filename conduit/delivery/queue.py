@@ -1,0 +1,78 @@
+"""The delivery queue: jobs are rows, taken with a lease.
+
+On PostgreSQL the claim uses ``FOR UPDATE SKIP LOCKED`` so any number of workers on any number
+of machines take disjoint jobs; on SQLite the single writer serialises claims. A worker that
+dies mid-delivery simply lets its lease expire: the job is taken again (at-least-once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, delete, exists, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from conduit.clock import new_id, now
+from conduit.db.models import DeliveryJob, Message
+
+def enqueue(session: AsyncSession, message: Message, targets: Iterable[tuple[str, str]]) -> list[DeliveryJob]:
+    """Add one job per (webhook_id, rcpt_to), in the caller's transaction (the one that stores the message)."""
+    at = now()
+    jobs = [DeliveryJob(id=new_id("job"), message_id=message.id, webhook_id=webhook_id, rcpt_to=rcpt,
+                        status="queued", attempts=0, next_attempt_at=at, created_at=at)
+            for webhook_id, rcpt in targets]
+    session.add_all(jobs)
+    return jobs
+
+
+async def claim(session: AsyncSession, *, limit: int, lease: timedelta) -> list[DeliveryJob]:
+    """Take up to ``limit`` due jobs: lease them and count the attempt."""
+    at = now()
+    due = (select(DeliveryJob.id)
+           .where(DeliveryJob.status == "queued", DeliveryJob.next_attempt_at <= at,
+                  or_(DeliveryJob.locked_until.is_(None), DeliveryJob.locked_until < at))
+           .order_by(DeliveryJob.next_attempt_at).limit(limit))
+    if session.bind.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    result = await session.scalars(
+        update(DeliveryJob).where(DeliveryJob.id.in_(due.scalar_subquery()))
+        .values(locked_until=at + lease, attempts=DeliveryJob.attempts + 1)
+        .returning(DeliveryJob).execution_options(synchronize_session=False))
+    return list(result)
+
+
+async def next_due_at(session: AsyncSession) -> datetime | None:
+    """When the earliest queued job becomes due (for the worker's sleep)."""
+    return await session.scalar(select(DeliveryJob.next_attempt_at).where(DeliveryJob.status == "queued")
+                                .order_by(DeliveryJob.next_attempt_at).limit(1))
+
+
+async def finish(session: AsyncSession, job: DeliveryJob, *, status: str, error: str = "",
+                 keep_raw: bool) -> None:
+    """Mark the job delivered or failed; drop the raw message once no job needs it."""
+    await session.execute(update(DeliveryJob).where(DeliveryJob.id == job.id).values(
+        status=status, finished_at=now(), locked_until=None, last_error=error[:2000]))
+    if not keep_raw:
+        await drop_finished_message(session, job.message_id)
+
+
+async def retry_later(session: AsyncSession, job: DeliveryJob, *, delay: float, error: str,
+                      count_attempt: bool = True) -> None:
+    """Put the job back for another attempt after ``delay`` seconds (rate limits don't count as attempts)."""
+    values = {"next_attempt_at": now() + timedelta(seconds=delay), "locked_until": None, "last_error": error[:2000]}
+    if not count_attempt:
+        values["attempts"] = DeliveryJob.attempts - 1
+    await session.execute(update(DeliveryJob).where(DeliveryJob.id == job.id).values(**values))
+
+
+async def drop_finished_message(session: AsyncSession, message_id: str) -> None:
+    still_needed = exists().where(DeliveryJob.message_id == message_id, DeliveryJob.status == "queued")
+    await session.execute(delete(Message).where(Message.id == message_id, ~still_needed))
+
+
+async def purge_finished_messages(session: AsyncSession, *, keep_days: int) -> None:
+    """Periodic: raw messages whose jobs are all finished and that are past the keep period."""
+    cutoff = now() - timedelta(days=keep_days)
+    still_needed = exists().where(and_(DeliveryJob.message_id == Message.id, DeliveryJob.status == "queued"))
+    await session.execute(delete(Message).where(Message.received_at < cutoff, ~still_needed))

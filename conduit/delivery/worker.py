@@ -1,0 +1,119 @@
+"""The delivery worker: takes due jobs, renders and signs the payload, POSTs it, logs the attempt,
+and decides what happens next (delivered, retry later, give up)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from conduit.clock import now
+from conduit.config import Settings
+from conduit.db.engine import transaction
+from conduit.db.models import DeliveryJob, Message, Webhook
+from conduit.delivery import queue, rate_limit
+from conduit.delivery.http import HttpOutcome, WebhookClient
+from conduit.delivery.outcomes import record_attempt
+from conduit.delivery.render import render_body, signed_headers
+from conduit.delivery.retry import decide, parse_retry_after
+from conduit.services.crypto import Crypto
+
+log = logging.getLogger("conduit.worker")
+IDLE_POLL = 1.0  # seconds between looks at the queue when nothing woke us
+CLAIM_BATCH = 50
+
+
+@dataclass
+class Worker:
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    crypto: Crypto
+    client: WebhookClient
+
+    def __post_init__(self) -> None:
+        # A job outlives its worker by this much: longer than one attempt can take (the HTTP
+        # timeout bounds it), short enough that a crashed worker's jobs resume quickly.
+        self.lease = timedelta(seconds=self.settings.delivery_timeout + 5)
+        self.wake = asyncio.Event()
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    def notify(self) -> None:
+        """Called by an in-process SMTP server when it accepted mail: look at the queue now."""
+        self.wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        log.info("event=role_started role=worker concurrency=%d", self.settings.worker_concurrency)
+        while not stop.is_set():
+            free = self.settings.worker_concurrency - len(self._in_flight)
+            jobs: list[DeliveryJob] = []
+            if free > 0:
+                try:
+                    async with transaction(self.sessions) as db:
+                        jobs = await queue.claim(db, limit=min(free, CLAIM_BATCH), lease=self.lease)
+                except Exception as exc:  # noqa: BLE001 - database down: wait and try again
+                    log.error("event=claim_failed error=%r", exc)
+            for job in jobs:
+                task = asyncio.create_task(self.deliver(job))
+                self._in_flight.add(task)
+                task.add_done_callback(self._done)
+            if not jobs or free <= len(jobs):
+                self.wake.clear()
+                await _wait_any(stop, self.wake, timeout=IDLE_POLL)
+        await self.drain()
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self.wake.set()  # a slot is free
+        if not task.cancelled() and task.exception() is not None:
+            log.error("event=delivery_crashed error=%r", task.exception())
+
+    async def drain(self) -> None:
+        """Let deliveries in flight finish (bounded by the HTTP timeout); the rest keep their lease."""
+        if self._in_flight:
+            await asyncio.wait(self._in_flight, timeout=self.settings.delivery_timeout + 5)
+
+    async def deliver(self, job: DeliveryJob) -> None:
+        async with self.sessions() as db:
+            message = await db.get(Message, job.message_id)
+            webhook = await db.get(Webhook, job.webhook_id)
+        if message is None or webhook is None:
+            return  # the webhook or the message was deleted since the job was queued
+        if webhook.rate_limit:
+            async with transaction(self.sessions) as db:
+                wait = await rate_limit.take(db, webhook.id, webhook.rate_limit)
+                if wait:
+                    await queue.retry_later(db, job, delay=wait, error="rate limited", count_attempt=False)
+                    return
+        started = time.monotonic()
+        try:
+            body, content_type = await render_body(message, webhook, rcpt_to=job.rcpt_to, settings=self.settings,
+                                                   simulated=False)
+        except Exception as exc:  # noqa: BLE001 - a broken template fails this attempt, not the worker
+            outcome = HttpOutcome(status=None, duration_ms=int((time.monotonic() - started) * 1000),
+                                  error=f"payload could not be rendered: {exc}", response_excerpt="",
+                                  retry_after=None)
+        else:
+            headers = signed_headers(webhook, self.crypto, msg_id=job.id, body=body, content_type=content_type)
+            outcome = await self.client.post(webhook.target_url, body, headers)
+        decision = decide(status=outcome.status, error=outcome.error, attempt=job.attempts,
+                          retry_after=parse_retry_after(outcome.retry_after, now()),
+                          schedule=self.settings.retry_delays)
+        async with transaction(self.sessions) as db:
+            await record_attempt(db, job=job, message=message, webhook=webhook, outcome=outcome, decision=decision,
+                                 settings=self.settings)
+        log.info("event=delivery_attempt job=%s webhook=%s status=%s attempt=%d", job.id, webhook.id,
+                 outcome.status, job.attempts)
+
+
+async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, *, timeout: float) -> None:
+    waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(wake.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+

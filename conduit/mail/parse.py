@@ -1,0 +1,571 @@
+"""Raw RFC 5322 bytes → the default webhook payload, a plain dict ready for ``json.dumps``.
+
+Why so defensive: the mail comes from anyone on the internet and has already been
+accepted with ``250``, so parsing must never fail a delivery. Broken MIME, unknown
+charsets, raw 8-bit headers and absurd nesting all produce a payload; whatever could
+not be decoded is passed on with U+FFFD replacements and noted in ``parse_warnings``.
+Header blocks are parsed by the stdlib (``email.policy.default``); the MIME tree is
+split here on the raw bytes, because the stdlib's whole-message parser costs up to
+20 times the message size in memory (see "parsing" below). Nesting depth, part count
+and the header text given to the (slow) structured header parser are bounded.
+CPU-bound (about 0.5 s for 25 MiB): async callers run ``build_payload`` in a thread.
+
+Payload fields (the README documents the payload from this table):
+
+=====================  ============================================================
+``id``                 Conduit's id of the message (the one in the ``250`` reply).
+``event``              Always ``"email.received"``.
+``received_at``        When Conduit accepted the message, RFC 3339 UTC (``...Z``).
+``envelope``           The SMTP envelope: ``mail_from`` ("" for the null sender of
+                       bounces), ``rcpt_to`` (list), ``remote_ip``, ``helo``, ``tls``
+                       (bool: STARTTLS was in effect), ``auth_user`` (SMTP AUTH login
+                       or null).
+``message_id``         The ``Message-ID`` header as written (``<...>``), or null.
+``from``, ``to``,      Lists of ``{address, name}`` from those headers (all
+``cc``, ``reply_to``   occurrences, groups flattened); ``name`` is "" when absent.
+``subject``            The decoded ``Subject``, or null when there is none.
+``date``               The ``Date`` header in RFC 3339 UTC, or null if missing or
+                       unparsable.
+``text``               The first inline ``text/plain`` part, decoded, or null.
+``html``               The first inline ``text/html`` part, decoded, or null.
+``reply_text``         The new part of a (top-posted) reply: ``text`` without the
+                       quoted history, signature and disclaimers (mail-parser-reply);
+                       ``text`` itself when that cannot be worked out.
+``mailbox_hash``       The ``tag`` of ``name+tag@domain`` for the recipient this
+                       delivery is for, or null.
+``headers``            Every header in order as ``{name, value}``: value unfolded,
+                       RFC 2047 encoded words decoded.
+``attachments``        Every other leaf part (files, inline images, attached
+                       messages, extra text parts): ``filename`` (or null),
+                       ``content_type``, ``size`` (decoded bytes), ``content_id``
+                       (without ``<>``, or null), ``disposition`` (``attachment``,
+                       ``inline`` or null), ``content`` (base64, or null),
+                       ``content_omitted`` (true when the attachments together exceed
+                       the inline limit: then no attachment carries content).
+``auth``               ``spf`` ``{result, domain}``, ``dkim`` list of
+                       ``{domain, result}``, ``dmarc`` (result, or ``"none"``).
+``webhook``            ``{id, address}`` of the webhook this delivery is for.
+``simulated``          True for messages made by the simulate endpoint.
+``parse_warnings``     Sentences describing what could not be parsed or decoded.
+=====================  ============================================================
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import policy as email_policy
+from email.message import Message
+from email.parser import BytesParser
+from email.utils import getaddresses, parsedate_to_datetime
+from itertools import islice
+from typing import Any
+
+from mailparser_reply.constants import MAIL_LANGUAGES
+from mailparser_reply.parser import EmailMessage as ReplyParser
+
+from conduit.services.webhook_rules import split_plus
+
+EVENT = "email.received"
+MAX_DEPTH = 32  # multipart nesting followed; deeper parts are skipped
+MAX_PARTS = 500  # MIME parts looked at
+MAX_PARSED_HEADER = 16 * 1024  # longer header values are passed unfolded but undecoded
+HEADER_PARSE_BUDGET = 256 * 1024  # total header text given to the (slow) structured parser
+REPLY_SCAN_CHARS = 32 * 1024  # the quoted-history finder only reads the top of the text
+MAX_WARNINGS = 50
+MAX_HEADER_BYTES = 1024 * 1024  # a header block beyond this is read as body
+_DECODE_CHUNK = 1024 * 1024
+_NOT_BASE64 = bytes(set(range(256)) - set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"))
+_POLICY = email_policy.default
+_LINE_BREAKS = re.compile(r"[\r\n]")  # unfolding, exactly as EmailPolicy does it
+# Header lines as the stdlib's feedparser recognises them (its headerRE), one block at a time.
+_HEADER_BLOCK = re.compile(rb"(?:(?:From |[\x21-\x39\x3b-\x7e]*:|[ \t])[^\n]*(?:\n|\Z))*")
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_BLANK_RUNS = re.compile(r"\n(?:[^\S\n]*\n){2,}")  # mail-parser-reply is quadratic on blank-line runs
+_REPLY_LANGUAGES = [lang for lang in MAIL_LANGUAGES if lang != "david"]  # "david" is a mail product
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The SMTP envelope as the server saw it."""
+
+    mail_from: str
+    rcpt_to: tuple[str, ...]
+    remote_ip: str | None = None
+    helo: str | None = None
+    tls: bool = False
+    auth_user: str | None = None
+
+
+@dataclass(frozen=True)
+class DkimResult:
+    """One DKIM signature's verdict: ``pass``, ``fail``, ``neutral``, ..."""
+
+    domain: str
+    result: str
+
+
+@dataclass(frozen=True)
+class AuthResults:
+    """Sender authentication results computed by the SMTP server."""
+
+    spf_result: str = "none"
+    spf_domain: str | None = None
+    dkim: tuple[DkimResult, ...] = ()
+    dmarc: str = "none"
+
+
+class _Warnings(list):
+    def note(self, sentence: str) -> None:
+        if sentence not in self and len(self) < MAX_WARNINGS:
+            self.append(sentence)
+
+
+def build_payload(
+    raw: bytes,
+    *,
+    message_id: str,
+    received_at: datetime,
+    envelope: Envelope,
+    rcpt_to: str,
+    webhook_id: str,
+    webhook_address: str,
+    auth: AuthResults,
+    simulated: bool,
+    max_inline_attachment_bytes: int,
+) -> dict[str, Any]:
+    """The default JSON payload (see the module docstring); never raises on bad mail."""
+    warnings = _Warnings()
+    root = _read_part(raw, 0, len(raw), 1, "text/plain", warnings)
+    headers = _Headers(root.headers, warnings)
+    text, html, attachments = _body_parts(raw, root, warnings)
+    return {
+        "id": message_id,
+        "event": EVENT,
+        "received_at": _rfc3339(received_at),
+        "envelope": {
+            "mail_from": envelope.mail_from,
+            "rcpt_to": list(envelope.rcpt_to),
+            "remote_ip": envelope.remote_ip,
+            "helo": envelope.helo,
+            "tls": envelope.tls,
+            "auth_user": envelope.auth_user,
+        },
+        "message_id": headers.first("message-id"),
+        "from": headers.addresses("from"),
+        "to": headers.addresses("to"),
+        "cc": headers.addresses("cc"),
+        "reply_to": headers.addresses("reply-to"),
+        "subject": headers.first("subject"),
+        "date": headers.date(),
+        "text": text,
+        "html": html,
+        "reply_text": _reply_text(text, warnings),
+        "mailbox_hash": _mailbox_hash(rcpt_to),
+        "headers": headers.listing(),
+        "attachments": _encode_attachments(attachments, max_inline_attachment_bytes),
+        "auth": {
+            "spf": {"result": auth.spf_result, "domain": auth.spf_domain},
+            "dkim": [{"domain": d.domain, "result": d.result} for d in auth.dkim],
+            "dmarc": auth.dmarc or "none",
+        },
+        "webhook": {"id": webhook_id, "address": webhook_address},
+        "simulated": simulated,
+        "parse_warnings": list(warnings),
+    }
+
+
+def template_context(payload: dict[str, Any], raw: bytes) -> dict[str, Any]:
+    """What a ``payload_template`` sees: the default payload's fields plus ``raw``, the
+    whole message as text (bytes that are not UTF-8 replaced by U+FFFD)."""
+    return {**payload, "raw": raw.decode("utf-8", errors="replace")}
+
+
+# -- parsing -------------------------------------------------------------------------
+#
+# The stdlib parses each header block; the MIME tree is split here, on the raw bytes.
+# Why not BytesParser on the whole message: its feed parser keeps every body line as a
+# str object before joining them (a 25 MiB body of short lines costs 20 times its size,
+# and 8-bit bodies are widened to 2 bytes a character), it recurses once per nesting level
+# (RecursionError), and it reads each part's Content-Type through the structured header
+# parser several times (minutes for 300,000 tiny parts). Here a body is only ever a span
+# of ``raw`` until it is decoded, once, into what the payload needs.
+
+
+@dataclass
+class _Part:
+    number: int  # in document order, the message itself being part 1
+    headers: Message  # the part's header block, parsed by the stdlib (policy.default)
+    body_start: int
+    body_end: int
+
+
+def _read_part(raw: bytes, start: int, end: int, number: int, default_type: str, warnings: _Warnings) -> _Part:
+    """Header block and body span of the part ``raw[start:end]``, split as the stdlib
+    splits it: headers end at the first empty line or the first line that is no header."""
+    header_end = _HEADER_BLOCK.match(raw, start, min(end, start + MAX_HEADER_BYTES)).end()
+    if raw.startswith(b"\r\n", header_end) and header_end + 2 <= end:
+        body_start = header_end + 2
+    elif raw.startswith(b"\n", header_end) and header_end < end:
+        body_start = header_end + 1
+    else:
+        body_start = header_end
+        if header_end < end:
+            warnings.note(f"part {number} has no empty line between its headers and its body")
+    try:
+        headers = BytesParser(policy=_POLICY).parsebytes(raw[start:header_end], headersonly=True)
+    except Exception:
+        warnings.note(f"the headers of part {number} could not be parsed")
+        headers = Message(policy=_POLICY)
+    headers.set_default_type(default_type)
+    try:
+        _mime_fields(headers)
+    except Exception:  # e.g. a charset in an RFC 2231 parameter that cannot decode it
+        headers.policy = email_policy.compat32  # plain strings, no structured parsing to fail
+        warnings.note(f"the MIME headers of part {number} are malformed; they were read as plain text")
+    return _Part(number, headers, body_start, end)
+
+
+_UNREADABLE_FIELDS = ("application/octet-stream", None, None, None, None, "")
+
+
+def _mime_fields(headers: Message) -> tuple[str, str | None, str | None, str | None, str | None, str]:
+    """Content type, disposition, filename, Content-ID, charset and transfer encoding."""
+    content_id = headers.get("content-id")
+    return (
+        _clean(headers.get_content_type()),
+        headers.get_content_disposition(),
+        _clean(filename) if (filename := headers.get_filename()) is not None else None,
+        _clean(str(content_id)).strip().strip("<>") or None if content_id else None,
+        headers.get_content_charset(),
+        str(headers.get("content-transfer-encoding", "")).strip().lower(),
+    )
+
+
+def _leaves(raw: bytes, root: _Part, warnings: _Warnings) -> Iterator[_Part]:
+    """Leaf parts in document order, without recursion; ``message/*`` parts are leaves
+    (an attached message is passed on whole, as an attachment)."""
+    stack = [(span, 1, default_type) for span, default_type in reversed(_children(raw, root, 0, warnings))]
+    if not stack:
+        yield root
+    number = 1
+    while stack:
+        (start, end), depth, default_type = stack.pop()
+        number += 1
+        if number > MAX_PARTS:
+            warnings.note(f"the message has more than {MAX_PARTS} MIME parts; the rest were left out")
+            return
+        part = _read_part(raw, start, end, number, default_type, warnings)
+        children = _children(raw, part, depth, warnings)
+        if children:
+            stack.extend((span, depth + 1, child_type) for span, child_type in reversed(children))
+        else:
+            yield part
+
+
+def _children(raw: bytes, part: _Part, depth: int, warnings: _Warnings) -> list[tuple[tuple[int, int], str]]:
+    """The body spans of a multipart's parts (with their default type); [] for a leaf."""
+    headers = part.headers
+    if headers.get_content_maintype() != "multipart":
+        return []
+    what = f"part {part.number} ({headers.get_content_type()})"
+    boundary = headers.get_boundary()
+    if not boundary:
+        warnings.note(f"{what} has no boundary; its content is treated as text")
+        return []
+    if depth >= MAX_DEPTH:
+        warnings.note(f"{what} is nested deeper than {MAX_DEPTH} levels; its content is treated as text")
+        return []
+    try:
+        delimiter = boundary.encode("ascii", errors="surrogateescape")
+    except UnicodeEncodeError:
+        delimiter = boundary.encode("utf-8", errors="surrogateescape")
+    # A delimiter line: "--boundary", "--" after it on the last one, then blanks. Searching
+    # from the line break before it gives the regex a literal prefix: a fast scan.
+    pattern = re.compile(rb"\n--" + re.escape(delimiter) + rb"(--)?[ \t]*\r?$", re.MULTILINE)
+    found = list(islice(pattern.finditer(raw, max(part.body_start - 1, 0), part.body_end), MAX_PARTS + 1))
+    if not found:
+        warnings.note(f"{what}: its boundary never appears; its content is treated as text")
+        return []
+    child_type = "message/rfc822" if headers.get_content_type() == "multipart/digest" else "text/plain"
+    spans = []
+    for current, following in zip(found, [*found[1:], None]):
+        if current.group(1):  # the close delimiter: the rest is the epilogue
+            break
+        start = current.end() + 1 if raw.startswith(b"\n", current.end()) else current.end()
+        # The line break before a delimiter belongs to the delimiter (RFC 2046 5.1.1).
+        end = _before_line_break(raw, following.start() + 1, start) if following else part.body_end
+        spans.append(((start, end), child_type))
+    else:
+        if len(found) <= MAX_PARTS:  # else the close delimiter was simply not looked for
+            warnings.note(f"{what} is not closed by its final boundary; its last part runs to the end")
+    return spans
+
+
+def _before_line_break(raw: bytes, pos: int, floor: int) -> int:
+    if pos - 2 >= floor and raw[pos - 2 : pos] == b"\r\n":
+        return pos - 2
+    if pos - 1 >= floor and raw[pos - 1 : pos] == b"\n":
+        return pos - 1
+    return pos
+
+
+def _clean(value: str) -> str:
+    """Turn the parser's surrogate-escaped 8-bit bytes back into text (UTF-8, else U+FFFD)."""
+    if value.isascii():
+        return value
+    try:
+        return value.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte (from a decoded word)
+        return _no_surrogates(value)
+
+
+class _Headers:
+    """Header values decoded once, within a budget of structured parsing."""
+
+    def __init__(self, msg: Message, warnings: _Warnings) -> None:
+        self._warnings = warnings
+        self._budget = HEADER_PARSE_BUDGET
+        self._items: list[tuple[str, str]] = []  # (name, unfolded raw value)
+        self._values: list[str] = []
+        for name, value in msg.raw_items():
+            name = _clean(str(name))
+            if not isinstance(value, str):  # already a header object (not from the parser)
+                value = str(value)
+            cleaned = _clean(value)
+            if cleaned is not value and "\ufffd" in cleaned:
+                warnings.note(f"header {name} contains bytes that are not UTF-8; they were replaced with U+FFFD")
+            unfolded = _LINE_BREAKS.sub("", cleaned)
+            self._items.append((name, unfolded))
+            self._values.append(self._decode(name, unfolded))
+
+    def _structured(self, name: str, value: str) -> Any | None:
+        """The stdlib's header object, or None when it fails or the value is too long."""
+        if len(value) > MAX_PARSED_HEADER:
+            self._warnings.note(f"header {name} is too long to decode; passed on as written")
+            return None
+        if len(value) > self._budget:
+            self._warnings.note("the headers are too long to decode them all; the rest are passed on as written")
+            return None
+        self._budget -= len(value)
+        try:
+            return _POLICY.header_factory(name, value)
+        except Exception:
+            self._warnings.note(f"header {name} is malformed; passed on as written")
+            return None
+
+    def _decode(self, name: str, value: str) -> str:
+        if value.isascii() and "=?" not in value:
+            return value  # nothing to decode: equal to what the structured parser gives
+        header = self._structured(name, value)
+        return value if header is None else _clean(str(header))
+
+    def first(self, name: str) -> str | None:
+        for (item_name, _), value in zip(self._items, self._values, strict=True):
+            if item_name.lower() == name:
+                return value.strip()
+        return None
+
+    def listing(self) -> list[dict[str, str]]:
+        return [{"name": name, "value": value} for (name, _), value in zip(self._items, self._values, strict=True)]
+
+    def addresses(self, name: str) -> list[dict[str, str]]:
+        result: list[dict[str, str]] = []
+        for item_name, value in self._items:
+            if item_name.lower() != name:
+                continue
+            header = self._structured(item_name, value)
+            parsed = getattr(header, "addresses", None)
+            if parsed is not None:
+                pairs = [(a.display_name, a.addr_spec) for a in parsed]
+            else:
+                pairs = _fallback_addresses(value)
+            result.extend({"address": _clean(addr), "name": _clean(display)} for display, addr in pairs
+                          if addr or display)
+        return result
+
+    def date(self) -> str | None:
+        value = self.first("date")
+        if value is None:
+            return None
+        try:
+            parsed = parsedate_to_datetime(value)
+            if parsed.tzinfo is None:  # "-0000": UTC, origin time zone unknown (RFC 5322 3.3)
+                parsed = parsed.replace(tzinfo=UTC)
+            return _rfc3339(parsed)
+        except Exception:
+            self._warnings.note("the Date header could not be parsed")
+            return None
+
+
+def _fallback_addresses(value: str) -> list[tuple[str, str]]:
+    try:
+        return getaddresses([value])
+    except Exception:
+        return []
+
+
+def _rfc3339(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# -- body and attachments ------------------------------------------------------------
+
+
+@dataclass
+class _Attachment:
+    filename: str | None
+    content_type: str
+    content_id: str | None
+    disposition: str | None
+    data: bytes
+
+
+def _body_parts(raw: bytes, root: _Part, warnings: _Warnings) -> tuple[str | None, str | None, list[_Attachment]]:
+    """The first inline text/plain and text/html parts; every other leaf is an attachment,
+    so nothing is lost (a second text part, a calendar invite, an attached message)."""
+    text: str | None = None
+    html: str | None = None
+    attachments: list[_Attachment] = []
+    for part in _leaves(raw, root, warnings):
+        try:
+            ctype, disposition, filename, content_id, charset, cte = _mime_fields(part.headers)
+        except Exception:
+            warnings.note(f"the MIME headers of part {part.number} are unreadable; passed on as an attachment")
+            ctype, disposition, filename, content_id, charset, cte = _UNREADABLE_FIELDS
+        is_body = disposition != "attachment" and filename is None
+        unsplit = ctype.startswith("multipart/")  # could not be split: treated as text
+        if is_body and text is None and (ctype == "text/plain" or unsplit):
+            text = _decode_text(_part_bytes(raw, part, cte, warnings), charset, part.number, warnings)
+        elif is_body and html is None and ctype == "text/html":
+            html = _decode_text(_part_bytes(raw, part, cte, warnings), charset, part.number, warnings)
+        else:
+            attachments.append(_Attachment(
+                filename=filename,
+                content_type=ctype,
+                content_id=content_id,
+                disposition=_clean(disposition) if disposition is not None else None,
+                data=_part_bytes(raw, part, cte, warnings),
+            ))
+        for defect in part.headers.defects:
+            warnings.note(f"part {part.number} is malformed ({type(defect).__name__})")
+    return text, html, attachments
+
+
+def _part_bytes(raw: bytes, part: _Part, cte: str, warnings: _Warnings) -> bytes:
+    """The part's content with its transfer encoding undone (the one copy that is made)."""
+    what = f"part {part.number}"
+    if cte == "base64":
+        return _b64decode(raw, part.body_start, part.body_end, what, warnings)
+    with memoryview(raw) as view:
+        body = view[part.body_start : part.body_end]
+        if cte == "quoted-printable":
+            return binascii.a2b_qp(body)
+        if cte not in ("", "7bit", "8bit", "binary"):
+            warnings.note(f"{what} has the unsupported transfer encoding {cte!r}; passed on undecoded")
+        return body.tobytes()
+
+
+def _b64decode(raw: bytes, start: int, end: int, what: str, warnings: _Warnings) -> bytes:
+    """Lenient base64 like the stdlib's (foreign characters skipped, padding repaired),
+    decoded in chunks so the encoded text is never copied whole."""
+    out = bytearray()
+    carry = b""
+    for offset in range(start, end, _DECODE_CHUNK):
+        chunk = raw[offset : min(end, offset + _DECODE_CHUNK)].translate(None, b" \t\r\n=")
+        valid = chunk.translate(None, _NOT_BASE64)
+        if len(valid) != len(chunk):
+            warnings.note(f"{what}: characters that are not base64 were skipped")
+        valid = carry + valid
+        usable = len(valid) - len(valid) % 4
+        out += binascii.a2b_base64(valid[:usable])
+        carry = valid[usable:]
+    if len(carry) == 1:
+        warnings.note(f"{what}: the base64 text ends with a stray character, which was dropped")
+    elif carry:
+        out += binascii.a2b_base64(carry + b"=" * (4 - len(carry)))
+    return bytes(out)
+
+
+def _decode_text(data: bytes, charset: str | None, number: int, warnings: _Warnings) -> str:
+    """Declared charset, else UTF-8 (the usual truth behind a wrong label), else replacement."""
+    what = f"part {number}"
+    charset = charset or "us-ascii"
+    try:
+        codec = codecs.lookup(charset).name
+    except Exception:  # LookupError, or a name that is not even ASCII
+        codec = "utf-8"
+        warnings.note(f"{what} declares the unknown charset {charset!r}; decoded as UTF-8")
+    for candidate in dict.fromkeys((codec, "utf-8")):
+        try:
+            return _no_surrogates(data.decode(candidate))
+        except (UnicodeDecodeError, LookupError):  # LookupError: not a text codec (e.g. "zlib")
+            continue
+    warnings.note(f"{what} is not valid {charset}; undecodable bytes were replaced with U+FFFD")
+    try:
+        return _no_surrogates(data.decode(codec, errors="replace"))
+    except LookupError:
+        return data.decode("utf-8", errors="replace")
+
+
+def _no_surrogates(text: str) -> str:
+    """Codecs such as unicode_escape can yield lone surrogates, which JSON encoders refuse."""
+    return _SURROGATES.sub("\ufffd", text) if _SURROGATES.search(text) else text
+
+
+def _encode_attachments(attachments: list[_Attachment], limit: int) -> list[dict[str, Any]]:
+    """All contents inline, or none when together they exceed ``limit`` (the receiver then
+    knows every attachment must be fetched elsewhere, not guessed one by one)."""
+    omit = sum(len(a.data) for a in attachments) > limit
+    result = []
+    for attachment in attachments:
+        size = len(attachment.data)
+        content = None
+        if not omit:
+            encoded = base64.b64encode(attachment.data)
+            attachment.data = b""  # drop the decoded copy before making the str one
+            content = encoded.decode("ascii")
+            del encoded
+        result.append({
+            "filename": attachment.filename,
+            "content_type": attachment.content_type,
+            "size": size,
+            "content_id": attachment.content_id,
+            "disposition": attachment.disposition,
+            "content": content,
+            "content_omitted": omit,
+        })
+    return result
+
+
+# -- derived fields --------------------------------------------------------------------
+
+
+def _reply_text(text: str | None, warnings: _Warnings) -> str | None:
+    """The new part of a top-posted reply. Only the top of the text is scanned (the
+    library is slow on long input); when no quoted history shows up there, the whole
+    text is kept rather than a cut-off piece of it."""
+    if not text:
+        return text
+    sample = _BLANK_RUNS.sub("\n\n", text[:REPLY_SCAN_CHARS])
+    try:
+        replies = ReplyParser(text=sample, languages=list(_REPLY_LANGUAGES), keep_hyphen_lists=True).read().replies
+    except Exception:
+        warnings.note("reply_text could not be extracted; it is the whole text")
+        return text
+    if not replies or (len(replies) == 1 and len(text) > REPLY_SCAN_CHARS):
+        return text
+    return replies[0].body
+
+
+def _mailbox_hash(rcpt_to: str) -> str | None:
+    local, _, _ = rcpt_to.rpartition("@")
+    _, tag = split_plus(local)
+    return tag or None

@@ -1,0 +1,1 @@
+"""The inbound SMTP server (aiosmtpd): recipient routing, policies, durable acceptance."""

@@ -1,0 +1,132 @@
+"""Settings: defaults, environment, TOML file, the generated secret key, one-line errors."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from conduit.config import DEFAULT_DATABASE_URL, ConfigError, load_settings
+
+KEY = "k" * 40
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch, tmp_path):
+    """No CONDUIT_* from the caller's environment, and a scratch working directory."""
+    for name in list(os.environ):
+        if name.startswith("CONDUIT_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_defaults(tmp_path):
+    settings = load_settings(secret_key=KEY)
+    assert settings.database_url == DEFAULT_DATABASE_URL == "sqlite+aiosqlite:///./conduit.db"
+    assert (settings.http_host, settings.http_port) == ("127.0.0.1", 8080)
+    assert settings.smtp_relay_url == ""
+    assert settings.trusted_proxy_networks == ()
+    assert settings.access_token_ttl == 900
+    assert settings.audit_retention_days == 180
+    assert settings.public_base_url == "http://127.0.0.1:8080"
+
+
+def test_environment_variables_are_read(monkeypatch):
+    monkeypatch.setenv("CONDUIT_HTTP_PORT", "9090")
+    monkeypatch.setenv("CONDUIT_HTTP_HOST", "0.0.0.0")
+    monkeypatch.setenv("CONDUIT_BASE_URL", "https://conduit.example.org/")
+    monkeypatch.setenv("CONDUIT_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.1")
+    monkeypatch.setenv("CONDUIT_SMTP_RELAY_URL", "smtp://127.0.0.1:2526")
+    settings = load_settings(secret_key=KEY)
+    assert (settings.http_host, settings.http_port) == ("0.0.0.0", 9090)
+    assert settings.public_base_url == "https://conduit.example.org"
+    assert [str(n) for n in settings.trusted_proxy_networks] == ["10.0.0.0/8", "192.168.1.1/32"]
+    assert settings.smtp_relay_url == "smtp://127.0.0.1:2526"
+
+
+@pytest.mark.parametrize("name, value", [
+    ("CONDUIT_HTTP_PORT", "99999"),
+    ("CONDUIT_HTTP_PORT", "-1"),
+    ("CONDUIT_HTTP_PORT", "eighty"),
+    ("CONDUIT_DATABASE_URL", "mysql://localhost/conduit"),
+    ("CONDUIT_DATABASE_URL", "not a url"),
+    ("CONDUIT_SMTP_RELAY_URL", "http://relay.example.com"),
+    ("CONDUIT_TRUSTED_PROXIES", "10.0.0.0/8 not-a-network"),
+    ("CONDUIT_LOG_LEVEL", "LOUD"),
+    ("CONDUIT_ACCESS_TOKEN_TTL", "0"),
+    ("CONDUIT_AUDIT_RETENTION_DAYS", "-5"),
+    ("CONDUIT_SECRET_KEY", "too short"),
+])
+def test_an_invalid_setting_is_one_line_naming_it(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    message = str(raised.value)
+    assert name in message
+    assert "\n" not in message
+    assert value not in message or name == "CONDUIT_TRUSTED_PROXIES"  # it says why, it does not echo secrets
+
+
+def test_a_toml_file_is_read_and_the_environment_wins(monkeypatch, tmp_path):
+    config = tmp_path / "conduit.toml"
+    config.write_text('http_port = 9191\nhttp_host = "0.0.0.0"\n')
+    settings = load_settings(str(config), secret_key=KEY)
+    assert (settings.http_host, settings.http_port) == ("0.0.0.0", 9191)
+    monkeypatch.setenv("CONDUIT_HTTP_PORT", "9292")
+    assert load_settings(str(config), secret_key=KEY).http_port == 9292
+
+
+def test_an_invalid_value_in_the_toml_file_names_the_setting(tmp_path):
+    config = tmp_path / "conduit.toml"
+    config.write_text("http_port = 99999\n")
+    with pytest.raises(ConfigError, match="CONDUIT_HTTP_PORT"):
+        load_settings(str(config), secret_key=KEY)
+
+
+def test_a_missing_toml_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="nope.toml"):
+        load_settings(str(tmp_path / "nope.toml"))
+
+
+def test_a_malformed_toml_file_is_a_config_error(tmp_path):
+    config = tmp_path / "conduit.toml"
+    config.write_text("http_port = = 1\n")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(str(config), secret_key=KEY)
+    assert "conduit.toml" in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_a_secret_key_is_generated_next_to_the_database_once(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path}/data/conduit.db"
+    first = load_settings(database_url=url)
+    key_file = tmp_path / "data" / "conduit.secret"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert len(first.secret_key) >= 32
+    assert key_file.read_text().strip() == first.secret_key
+    assert load_settings(database_url=url).secret_key == first.secret_key
+
+
+def test_each_installation_gets_its_own_key(tmp_path):
+    one = load_settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/one/c.db")
+    two = load_settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/two/c.db")
+    assert one.secret_key != two.secret_key
+
+
+def test_a_given_secret_key_is_used_and_nothing_is_written(tmp_path):
+    settings = load_settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/c.db", secret_key=KEY)
+    assert settings.secret_key == KEY
+    assert not (tmp_path / "conduit.secret").exists()
+
+
+def test_the_key_file_setting_is_honoured(tmp_path):
+    key_file = tmp_path / "keys" / "instance.key"
+    settings = load_settings(secret_key_file=str(key_file))
+    assert key_file.read_text().strip() == settings.secret_key
+
+
+def test_a_too_short_key_file_is_a_config_error(tmp_path):
+    (tmp_path / "conduit.secret").write_text("short\n")
+    with pytest.raises(ConfigError, match="CONDUIT_SECRET_KEY"):
+        load_settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/conduit.db")
