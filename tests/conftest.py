@@ -25,7 +25,9 @@ from conduit.config import Settings, load_settings
 from conduit.db.base import Base
 from conduit.db.engine import create_engine
 from conduit.db.migrate import upgrade
-from tests.support.dns_server import LoopbackDNS
+
+# The loopback DNS server fixtures (dns_server, dns_zone) for every test.
+pytest_plugins = ["tests.support.fixtures_dns"]
 
 POSTGRES_URL = os.environ.get("CONDUIT_TEST_POSTGRES_URL", "")
 BACKENDS = ["sqlite"] + (["postgres"] if POSTGRES_URL else [])
@@ -159,25 +161,3 @@ def mail_sink() -> Iterator[MailSink]:
     yield sink
     sink._controller.stop()
 
-
-# A real authoritative DNS server on loopback, shared by the session ----------------------
-
-@pytest.fixture(scope="session")
-def _loopback_dns_session() -> Iterator[LoopbackDNS]:
-    server = LoopbackDNS()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def dns_zone(_loopback_dns_session: LoopbackDNS) -> LoopbackDNS:
-    """The real authoritative DNS server on 127.0.0.1, emptied for this test.
-
-    Point Conduit at it with ``{"dns_servers": f"127.0.0.1:{dns_zone.port}"}`` in
-    ``settings_overrides``; unknown names answer NXDOMAIN.
-    """
-    _loopback_dns_session.clear()
-    return _loopback_dns_session

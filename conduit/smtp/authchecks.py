@@ -1,4 +1,5 @@
-"""SPF (pyspf) and DKIM (dkimpy) for inbound mail, against CONDUIT_DNS_SERVERS.
+"""SPF (pyspf), DKIM (dkimpy) and a DMARC verdict from them, for inbound mail, against
+CONDUIT_DNS_SERVERS.
 
 Both libraries are synchronous, so their checks run in a thread; their DNS goes through a
 dnspython resolver built from the same servers as the rest of Conduit.
@@ -9,6 +10,9 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import getaddresses
 
 import dkim
 import dns.exception
@@ -110,3 +114,36 @@ def check_dkim(dns_checks: DnsForChecks, raw: bytes) -> tuple[DkimResult, ...]:
             valid = False
         results.append(DkimResult(domain=domain, valid=valid))
     return tuple(results)
+
+
+def from_domain(raw: bytes) -> str:
+    """The domain of the (first) From address, read from the header block only."""
+    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    message = BytesHeaderParser(policy=compat32).parsebytes(head)
+    addresses = getaddresses([str(v) for v in message.get_all("From", [])])
+    return addresses[0][1].rpartition("@")[2].strip().lower() if addresses else ""
+
+
+def _aligned(domain: str, author_domain: str) -> bool:
+    """Conservative alignment: the same domain, or one a subdomain of the other.
+
+    DMARC's relaxed mode compares organizational domains, which needs the Public Suffix List;
+    without it this never calls two unrelated domains aligned (it may miss sibling subdomains).
+    """
+    domain, author_domain = domain.lower().rstrip("."), author_domain.lower().rstrip(".")
+    return bool(domain) and (domain == author_domain or domain.endswith("." + author_domain)
+                             or author_domain.endswith("." + domain))
+
+
+def check_dmarc(dns_checks: DnsForChecks, raw: bytes, spf: SpfOutcome | None, dkim: tuple[DkimResult, ...]) -> str:
+    """``none`` when the author domain publishes no DMARC record, else ``pass`` or ``fail``."""
+    author = from_domain(raw)
+    if not author:
+        return "none"
+    record = dns_checks.dkim_txt(f"_dmarc.{author}") or dns_checks.dkim_txt(
+        "_dmarc." + ".".join(author.split(".")[-2:]))
+    if not record or not record.lstrip().lower().startswith(b"v=dmarc1"):
+        return "none"
+    spf_aligned = spf is not None and spf.result == "pass" and _aligned(spf.domain, author)
+    dkim_aligned = any(d.valid and _aligned(d.domain, author) for d in dkim)
+    return "pass" if spf_aligned or dkim_aligned else "fail"

@@ -20,7 +20,7 @@ from conduit.db.engine import transaction
 from conduit.services import messages, policies, routing
 from conduit.services.policy_rules import PolicyDecision, PolicyRules, SmtpFacts, evaluate
 from conduit.smtp import replies
-from conduit.smtp.authchecks import DnsForChecks, SpfOutcome, check_dkim, check_spf
+from conduit.smtp.authchecks import DnsForChecks, SpfOutcome, check_dkim, check_dmarc, check_spf
 
 log = logging.getLogger("conduit.smtp")
 
@@ -102,6 +102,9 @@ class ConduitHandler:
         raw: bytes = envelope.original_content or b""
         needs_dkim = self.ctx.settings.inbound_auth_checks or any(r.rules.require_dkim for r in self.tx.recipients)
         dkim = await asyncio.to_thread(check_dkim, self.ctx.dns, raw) if needs_dkim else None
+        dmarc = "none"
+        if self.ctx.settings.inbound_auth_checks:
+            dmarc = await asyncio.to_thread(check_dmarc, self.ctx.dns, raw, self.tx.spf, dkim or ())
         facts = replace(await self._facts(session, envelope, need_spf=False), dkim=dkim)
         accepted: dict[str, str] = {}
         rejected: list[tuple[str, str]] = []
@@ -120,7 +123,7 @@ class ConduitHandler:
         receipt = messages.Receipt(
             mail_from=sender, rcpt_to=list(envelope.rcpt_tos), remote_ip=_peer_ip(session),
             helo=session.host_name or "", tls=session.ssl is not None, auth_user=self.auth_user,
-            auth_results=_auth_results(self.tx.spf, dkim))
+            auth_results=_auth_results(self.tx.spf, dkim, dmarc))
         try:
             # Shielded: a client that hangs up mid-commit must not cancel the commit half-way.
             message_id = await asyncio.shield(self._store(receipt, raw, accepted, rejected))
@@ -176,8 +179,9 @@ def _peer_ip(session: Any) -> str:
     return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer or "")
 
 
-def _auth_results(spf: SpfOutcome | None, dkim: tuple | None) -> dict[str, Any]:
+def _auth_results(spf: SpfOutcome | None, dkim: tuple | None, dmarc: str) -> dict[str, Any]:
     return {
         "spf": {"result": spf.result, "domain": spf.domain} if spf else {"result": "none", "domain": ""},
         "dkim": [{"domain": d.domain, "result": "pass" if d.valid else "fail"} for d in (dkim or ())],
+        "dmarc": dmarc,
     }

@@ -15,7 +15,6 @@ import conduit
 from conduit.delivery.http import MAX_RESPONSE_BYTES, WebhookClient
 from conduit.net.dns import make_resolver
 from tests.support.dns_server import LoopbackDNS
-from tests.support.fixtures_dns import dns_server  # noqa: F401
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -15,7 +15,6 @@ from conduit.net.dns import (
     resolve_addresses,
 )
 from tests.support.dns_server import LoopbackDNS
-from tests.support.fixtures_dns import dns_server  # noqa: F401
 
 # -- parse_dns_servers ---------------------------------------------------------
 
