@@ -25,6 +25,7 @@ from conduit.services.crypto import Crypto
 log = logging.getLogger("conduit.worker")
 IDLE_POLL = 1.0  # seconds between looks at the queue when nothing woke us
 CLAIM_BATCH = 50
+INACTIVE_RECHECK = 60.0  # seconds between looks at a paused webhook's queued mail
 
 
 @dataclass
@@ -48,6 +49,8 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         log.info("event=role_started role=worker concurrency=%d", self.settings.worker_concurrency)
         while not stop.is_set():
+            # Cleared before looking, so a notify() that races with the claim is not lost.
+            self.wake.clear()
             free = self.settings.worker_concurrency - len(self._in_flight)
             jobs: list[DeliveryJob] = []
             if free > 0:
@@ -60,8 +63,7 @@ class Worker:
                 task = asyncio.create_task(self.deliver(job))
                 self._in_flight.add(task)
                 task.add_done_callback(self._done)
-            if not jobs or free <= len(jobs):
-                self.wake.clear()
+            if free <= 0 or len(jobs) < min(free, CLAIM_BATCH):  # no free slot, or queue drained: wait
                 await _wait_any(stop, self.wake, timeout=IDLE_POLL)
         await self.drain()
 
@@ -82,6 +84,12 @@ class Worker:
             webhook = await db.get(Webhook, job.webhook_id)
         if message is None or webhook is None:
             return  # the webhook or the message was deleted since the job was queued
+        if not webhook.active:
+            # Paused (by its owner, or after 410): hold the mail until the webhook is reactivated.
+            async with transaction(self.sessions) as db:
+                await queue.retry_later(db, job, delay=INACTIVE_RECHECK, count_attempt=False,
+                                        error="webhook is inactive; delivery resumes when it is reactivated")
+            return
         if webhook.rate_limit:
             async with transaction(self.sessions) as db:
                 wait = await rate_limit.take(db, webhook.id, webhook.rate_limit)

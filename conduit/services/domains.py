@@ -9,7 +9,7 @@ from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conduit.clock import new_id
+from conduit.clock import is_id, new_id
 from conduit.db.models import Account, Domain
 from conduit.errors import Conflict, Invalid, NotFound
 from conduit.net.dns import DnsLookupError, lookup_mx, lookup_txt
@@ -53,7 +53,7 @@ async def get_visible(session: AsyncSession, account: Account, domain_id: str, *
                       public: tuple[str, ...]) -> Domain:
     """The account's own claim or a public domain; anything else is 404."""
     await ensure_public(session, public)
-    domain = await session.get(Domain, domain_id)
+    domain = await session.get(Domain, domain_id) if is_id(domain_id, "dom") else None
     if domain is None or not ((domain.is_public and domain.name in public) or domain.account_id == account.id):
         raise NotFound("no domain with this id", code="domain_not_found")
     return domain

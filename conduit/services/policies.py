@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conduit.clock import new_id
+from conduit.clock import is_id, new_id
 from conduit.db.models import Account, SmtpPolicy
 from conduit.errors import Invalid, NotFound
 from conduit.net.addresses import IPNetwork, parse_ip_list
@@ -136,7 +136,7 @@ def _name_taken(name: str) -> Invalid:
 
 
 async def get(session: AsyncSession, account: Account, policy_id: str) -> SmtpPolicy:
-    policy = await session.get(SmtpPolicy, policy_id)
+    policy = await session.get(SmtpPolicy, policy_id) if is_id(policy_id, "pol") else None
     if policy is None or policy.account_id != account.id:
         raise NotFound("no SMTP security policy with this id", code="policy_not_found")
     return policy

@@ -57,6 +57,8 @@ async def sign_in(session: AsyncSession, *, email: str, password: str, ip: str, 
     keys = [f"signin:email:{email}", f"signin:ip:{ip}"]
     await throttle.check(session, keys, throttle.SIGN_IN, what="failed sign-ins")
     account = await accounts.find_by_email(session, email)
+    if len(password) > accounts.PASSWORD_MAX:
+        password = ""  # no account has such a password; don't spend Argon2 on megabytes
     if not await verify_password(account.password_hash if account else None, password):
         await throttle.count(session, keys)
         if account:

@@ -9,7 +9,7 @@ import secrets
 
 import pyotp
 import segno
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conduit.clock import new_id, now

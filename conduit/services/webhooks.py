@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conduit.clock import new_id
+from conduit.clock import is_id, new_id
 from conduit.db.models import Account, DeliveryJob, DeliveryLog, Message, SmtpPolicy, Webhook
 from conduit.delivery import queue
 from conduit.delivery.templates import compile_template
@@ -83,7 +83,8 @@ async def _apply(session: AsyncSession, account: Account, webhook: Webhook, chan
     if changes.get("clear_security_policy"):
         webhook.smtp_security_policy_id = None
     elif changes.get("smtp_security_policy_id"):
-        policy = await session.get(SmtpPolicy, changes["smtp_security_policy_id"])
+        policy_id = changes["smtp_security_policy_id"]
+        policy = await session.get(SmtpPolicy, policy_id) if is_id(policy_id, "pol") else None
         if policy is None or policy.account_id != account.id:
             raise Invalid("smtp_security_policy_id does not name one of your SMTP security policies",
                           field="smtp_security_policy_id")
@@ -148,7 +149,7 @@ async def update(session: AsyncSession, account: Account, webhook_id: str, *, ch
 
 
 async def get(session: AsyncSession, account: Account, webhook_id: str) -> Webhook:
-    webhook = await session.get(Webhook, webhook_id)
+    webhook = await session.get(Webhook, webhook_id) if is_id(webhook_id, "whk") else None
     if webhook is None or webhook.account_id != account.id:
         raise NotFound("no webhook with this id", code="webhook_not_found")
     return webhook
@@ -182,7 +183,7 @@ async def list_logs(session: AsyncSession, account: Account, webhook_id: str, *,
 
 async def get_log(session: AsyncSession, account: Account, webhook_id: str, log_id: str) -> DeliveryLog:
     webhook = await get(session, account, webhook_id)
-    log = await session.get(DeliveryLog, log_id)
+    log = await session.get(DeliveryLog, log_id) if is_id(log_id, "log") else None
     if log is None or log.webhook_id != webhook.id:
         raise NotFound("no delivery log with this id for this webhook", code="delivery_log_not_found")
     return log

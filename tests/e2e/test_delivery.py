@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.e2e.test_pipeline import _eventually, _logs, _mail, _send
-from tests.factories import create_webhook, user
+from tests.factories import create_webhook
 from tests.support.pipeline import free_port, running
 from tests.support.receiver import Receiver, Reply, verify_signature
 
@@ -19,19 +19,6 @@ PUBLIC = "in.example"
 def settings_overrides() -> dict:
     return {"smtp_port": free_port(), "public_domains": PUBLIC, "allow_private_targets": True,
             "inbound_auth_checks": False, "retry_schedule": "0,1,1", "keep_raw_days": 1}
-
-
-@pytest.fixture
-async def receiver():
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.stop()
-
-
-@pytest.fixture
-async def alice(client):
-    return await user(client)
 
 
 class Clock:

@@ -10,9 +10,9 @@ from email.message import EmailMessage
 
 import aiosmtplib
 import pytest
-from tests.factories import create_webhook, user
+from tests.factories import create_webhook
 from tests.support.pipeline import free_port, running
-from tests.support.receiver import Receiver, Reply, verify_signature
+from tests.support.receiver import Reply, verify_signature
 
 PUBLIC = "in.example"
 
@@ -22,19 +22,6 @@ def settings_overrides() -> dict:
     return {"smtp_port": free_port(), "public_domains": PUBLIC, "allow_private_targets": True,
             "inbound_auth_checks": False, "retry_schedule": "0,0.3,0.3", "smtp_max_message_bytes": 200_000,
             "smtp_max_recipients": 5, "keep_raw_days": 1}
-
-
-@pytest.fixture
-async def receiver():
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.stop()
-
-
-@pytest.fixture
-async def alice(client):
-    return await user(client)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import pytest
 from tests.factories import create_policy, create_webhook, user
 from tests.support.mail_auth import DkimKey, TlsFiles
 from tests.support.pipeline import free_port, running
-from tests.support.receiver import Receiver, verify_signature
+from tests.support.receiver import verify_signature
 
 PUBLIC = "in.example"
 SENDER_HELO = "mta.sender.example"
@@ -41,19 +41,6 @@ def settings_overrides(request: pytest.FixtureRequest, dns_zone, tls_files: TlsF
             "smtp_tls_cert": str(tls_files.cert), "smtp_tls_key": str(tls_files.key),
             "dns_servers": f"127.0.0.1:{dns_zone.port}", "dns_timeout": 2.0,
             **getattr(request, "param", {})}
-
-
-@pytest.fixture
-async def receiver():
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.stop()
-
-
-@pytest.fixture
-async def alice(client):
-    return await user(client)
 
 
 # --- helpers ----------------------------------------------------------------------------

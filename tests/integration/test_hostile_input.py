@@ -33,6 +33,11 @@ SIGNED_IN = [
     ("POST", "/accounts/me/2fa/enable", '{{"code": {t}}}'),
     ("POST", "/accounts/me/api-tokens", '{{"name": {t}}}'),
     ("POST", "/accounts/me/api-tokens", '{{"name": "ci", "allowed_ips": [{t}]}}'),
+    ("POST", "/domains", '{{"name": {t}}}'),
+    ("POST", "/smtp-policies", '{{"name": {t}}}'),
+    ("POST", "/smtp-policies", '{{"name": "p", "allowed_source_ips": {t}}}'),
+    ("POST", "/webhooks", '{{"address": {t}, "target_url": "https://example.net/x"}}'),
+    ("POST", "/webhooks", '{{"address": "a@example.net", "target_url": {t}}}'),
 ]
 
 
@@ -82,3 +87,12 @@ async def test_a_bearer_token_with_odd_characters_is_401(client):
     for token in ("cdt_\x7f\x80\xff", "eyJ\xe9.x.y", "x" * 5000):
         header = f"Bearer {token}".encode("latin-1")  # HTTP header bytes beyond ASCII
         assert_error(await client.get("/accounts/me", headers={"Authorization": header}), 401)
+
+
+async def test_odd_ids_of_management_resources_are_404(client):
+    me = await user(client)
+    for path in ("/domains/{}", "/smtp-policies/{}", "/webhooks/{}", "/webhooks/{}/logs",
+                 "/webhooks/whk_00000000000000000000000000/logs/{}"):
+        for odd in ("%00", "whk_%00", "%ED%A0%80", "x" * 300):
+            assert_error(await client.get(path.format(odd), headers=me.headers), 404)
+    assert_error(await client.delete("/domains/%00", headers=me.headers), 404)

@@ -116,7 +116,7 @@ async def _resources_for(client, owner, dns, engine, domain_name: str) -> dict[s
     webhook = await create_webhook(client, owner, f"inbox@{domain_name}", smtp_security_policy_id=policy["id"])
     response = await client.post("/accounts/me/api-tokens", json={"name": "ci"}, headers=owner.headers)
     assert response.status_code == 201, response.text
-    log = DeliveryLog(id=new_id("dlv"), webhook_id=webhook["id"], status="delivered",
+    log = DeliveryLog(id=new_id("log"), webhook_id=webhook["id"], status="delivered",
                       attempted_at=now() - timedelta(minutes=1), http_status=200, duration_ms=12, error="",
                       sender="someone@example.org", smtp_message_id="<1@example.org>", simulated=False,
                       response_excerpt="")

@@ -546,7 +546,7 @@ async def _insert_logs(engine, webhook_id: str, count: int, *, status: str = "de
     """Insert ``count`` delivery logs, one a minute apart going back in time, not in time order
     (so the order of the listing cannot come from insertion). Returns their IDs newest first."""
     base = now() - timedelta(minutes=start_minutes_ago)
-    rows = [DeliveryLog(id=new_id("dlv"), webhook_id=webhook_id, status=status,
+    rows = [DeliveryLog(id=new_id("log"), webhook_id=webhook_id, status=status,
                         attempted_at=base - timedelta(minutes=i), http_status=200 if status == "delivered" else 503,
                         duration_ms=10 + i, error="" if status == "delivered" else "HTTP 503",
                         sender=f"sender{i}@example.org", smtp_message_id=f"<m{i}@example.org>", simulated=i % 2 == 1,

@@ -22,27 +22,30 @@ class Model(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
-def _storable(value: Any) -> None:
+def _storable(value: Any, where: str = "") -> None:
     """Raise unless every string in ``value`` can be hashed, logged and stored.
 
     JSON lets a string hold a NUL (which PostgreSQL refuses in text) or a lone UTF-16 surrogate
     such as "\\ud800" (which no UTF-8 encoder accepts); either would otherwise fail deep inside a
-    service as a 500.
+    service as a 500. The error names the field (``where``).
     """
     if isinstance(value, str):
         try:
             value.encode()
         except UnicodeEncodeError:
-            raise PydanticCustomError("invalid_text", "text must not contain lone surrogates") from None
+            raise PydanticCustomError("invalid_text", "{where}: text must not contain lone surrogates",
+                                      {"where": where or "body"}) from None
         if "\x00" in value:
-            raise PydanticCustomError("invalid_text", "text must not contain NUL characters")
+            raise PydanticCustomError("invalid_text", "{where}: text must not contain NUL characters",
+                                      {"where": where or "body"})
     elif isinstance(value, dict):
         for key, item in value.items():
-            _storable(key)
-            _storable(item)
+            name = f"{where}.{key}" if where else str(key)
+            _storable(key, where or "body")
+            _storable(item, name)
     elif isinstance(value, list):
-        for item in value:
-            _storable(item)
+        for index, item in enumerate(value):
+            _storable(item, f"{where}[{index}]")
 
 
 class RequestBody(BaseModel):

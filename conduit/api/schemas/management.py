@@ -10,10 +10,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from conduit.api.schemas.common import Model, Timestamp
+from conduit.api.schemas.common import Model, RequestBody, Timestamp
 
 
-class CreateDomainRequest(BaseModel):
+class CreateDomainRequest(RequestBody):
     name: str
 
 
@@ -29,7 +29,7 @@ class DomainResponse(Model):
     updated_at: Timestamp
 
 
-class SmtpSecurityPolicyRequest(BaseModel):
+class SmtpSecurityPolicyRequest(RequestBody):
     name: str | None = None
     allowed_source_ips: str | None = Field(default=None, description="IPs and CIDRs, comma- or space-separated.")
     allowed_spf_domains: str | None = Field(default=None, description="Domain names, comma- or space-separated.")
@@ -56,7 +56,7 @@ class SmtpSecurityPolicyResponse(BaseModel):
     updated_at: Timestamp
 
 
-class WebhookFields(BaseModel):
+class WebhookFields(RequestBody):
     active: bool | None = None
     address: str | None = Field(default=None, description="name@domain, or *@domain (catch-all) on a domain you own.")
     custom_headers: dict[str, str] | None = None
@@ -105,7 +105,7 @@ class DeliveryLogResponse(Model):
     simulated: bool
 
 
-class SimulateWebhookRequest(BaseModel):
+class SimulateWebhookRequest(RequestBody):
     model_config = ConfigDict(populate_by_name=True)
 
     from_: str | None = Field(default=None, alias="from")
