@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from conduit.clock import new_id, now
 from conduit.db.engine import session_factory, transaction
 from conduit.db.models import DeliveryLog
+from conduit.services.maintenance import purge_expired
 from tests.factories import (
     assert_error,
     audit_actions,
@@ -675,3 +676,13 @@ async def test_deleting_a_webhook_deletes_its_logs(client, alice, engine):
         count = await connection.scalar(select(func.count()).select_from(DeliveryLog.__table__)
                                         .where(DeliveryLog.webhook_id == created["id"]))
     assert count == 0
+
+
+async def test_delivery_logs_past_retention_are_purged(client, alice, engine, settings):
+    created = await create_webhook(client, alice, "box@shared.example")
+    await _insert_logs(engine, created["id"], 1, start_minutes_ago=(settings.log_retention_days * 24 + 1) * 60)
+    recent = await _insert_logs(engine, created["id"], 1)
+    assert len((await _logs(client, alice, created["id"])).json()) == 2
+    async with transaction(session_factory(engine)) as session:
+        await purge_expired(session, settings=settings)
+    assert [log["id"] for log in (await _logs(client, alice, created["id"])).json()] == recent
