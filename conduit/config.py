@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     delivery_timeout: float = 15.0
     maintenance_interval: int = 3600
     log_level: str = "INFO"
+    cors_origins: str = ""
+    max_request_bytes: int = 1024 * 1024
 
     @field_validator("http_port", "smtp_port")
     @classmethod
@@ -79,7 +81,7 @@ class Settings(BaseSettings):
     @field_validator("access_token_ttl", "refresh_token_ttl", "audit_retention_days", "log_retention_days",
                      "maintenance_interval", "dns_timeout", "smtp_max_message_bytes", "smtp_max_recipients",
                      "smtp_max_sessions", "smtp_timeout", "deactivate_after_days", "worker_concurrency",
-                     "delivery_connect_timeout", "delivery_timeout")
+                     "delivery_connect_timeout", "delivery_timeout", "max_request_bytes")
     @classmethod
     def _positive(cls, value: int) -> int:
         if value <= 0:
@@ -154,6 +156,18 @@ class Settings(BaseSettings):
             raise ValueError("must list at least one delay, none negative")
         return value
 
+    @field_validator("cors_origins")
+    @classmethod
+    def _cors_origins(cls, value: str) -> str:
+        origins = [o.rstrip("/").lower() for o in value.replace(",", " ").split()]  # browsers send lower case
+        for origin in origins:
+            if origin == "*":
+                continue
+            scheme, sep, rest = origin.partition("://")
+            if scheme not in ("http", "https") or not sep or not rest or "/" in rest or "@" in rest:
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.com or *")
+        return ",".join(origins)
+
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:
         if bool(self.smtp_tls_cert) != bool(self.smtp_tls_key):
@@ -202,6 +216,10 @@ class Settings(BaseSettings):
     @property
     def retry_delays(self) -> tuple[float, ...]:
         return tuple(float(v) for v in self.retry_schedule.split(","))
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        return tuple(o for o in self.cors_origins.split(",") if o)
 
     @property
     def dns_server_list(self) -> list[tuple[str, int]]:

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from conduit import __version__
-from conduit.api import errors
+from conduit.api import errors, middleware
 from conduit.api.deps import AppContext
 from conduit.api.routers import accounts, api_tokens, domains, policies, sessions, system, two_factor, webhooks
 from conduit.config import Settings
@@ -30,6 +30,7 @@ def create_app(settings: Settings, engine: AsyncEngine) -> FastAPI:
                                    resolver=make_resolver(settings.dns_server_list, settings.dns_timeout),
                                    http=delivery_client(settings))
     errors.install(app)
+    middleware.install(app, settings)
     for module in (system, sessions, accounts, domains, policies, webhooks, two_factor, api_tokens):
         app.include_router(module.router, prefix=API_PREFIX)
     return app

@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from conduit.api.middleware import security_headers
 from conduit.errors import ConduitError, Throttled
 
 log = logging.getLogger("conduit.api")
@@ -17,6 +18,8 @@ _HTTP_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
     406: "not_acceptable", 413: "payload_too_large", 415: "unsupported_media_type", 429: "too_many_requests",
 }
+
+_FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -51,6 +54,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_PARSE_ERROR:
+            # FastAPI's answer to a JSON body that is not UTF-8 (json.loads raises UnicodeDecodeError,
+            # not JSONDecodeError): the same 422 invalid_json as any other malformed JSON.
+            return error_response(422, "invalid_json", "request body is not valid JSON (it must be UTF-8)")
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) and exc.detail else code.replace("_", " ")
         if exc.status_code == 404 and message == "Not Found":
@@ -60,4 +67,6 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("event=unhandled_error method=%s path=%s", request.method, request.url.path)
-        return error_response(500, "internal_error", "an unexpected error occurred; it has been logged")
+        # Answered by Starlette's outermost middleware, outside the security-headers middleware.
+        return error_response(500, "internal_error", "an unexpected error occurred; it has been logged",
+                              security_headers(request.url.path))

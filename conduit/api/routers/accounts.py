@@ -37,7 +37,7 @@ async def get_account(account: CurrentAccount):
 
 
 @router.delete("/me", operation_id="deleteAccount", summary="Delete account", status_code=204,
-               responses=errors(401))
+               responses=errors(401, 429))  # wrong passwords are throttled per account
 async def delete_account(body: DeleteAccountRequest, account: CurrentAccount, db: SessionDep,
                          ip: ClientIP) -> Response:
     await accounts.delete_account(db, account, password=body.password, confirm=body.confirm, ip=ip)
@@ -63,7 +63,8 @@ async def update_timezone(body: UpdateTimezoneRequest, account: CurrentAccount, 
 
 
 @router.post("/me/password-reset", operation_id="requestPasswordReset", summary="Request password reset",
-             status_code=202, responses={202: {"description": "Reset email sent (always returned; never reveals "
+             status_code=202, response_class=Response,  # the 202 has no body; the document must not claim JSON
+             responses={202: {"description": "Reset email sent (always returned; never reveals "
                                                               "whether address exists)"}, **errors(429)})
 async def request_password_reset(body: RequestPasswordResetRequest, db: SessionDep, context: ContextDep,
                                  ip: ClientIP, background: BackgroundTasks) -> Response:
