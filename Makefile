@@ -25,3 +25,24 @@ migrate: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+## Load benchmark (docs/performance.md): Conduit against Postfix's smtp-sink, loaded by smtp-source.
+## Installs what it needs: Debian's postfix package (only its smtp-source/smtp-sink tools are used;
+## no Postfix daemon is started) and matplotlib + py-spy into .venv. Settings: BENCH_* (bench/run.py).
+.PHONY: bench
+bench: $(STAMP)
+	@if ! command -v smtp-source >/dev/null 2>&1 && [ ! -x /usr/sbin/smtp-source ]; then \
+	  echo "bench: installing Debian's postfix package for smtp-source and smtp-sink (no daemon is started)"; \
+	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  echo "postfix postfix/main_mailer_type select No configuration" | $$sudo debconf-set-selections; \
+	  added=; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    printf '#!/bin/sh\nexit 101\n' | $$sudo tee /usr/sbin/policy-rc.d >/dev/null; \
+	    $$sudo chmod 755 /usr/sbin/policy-rc.d; added=1; fi; \
+	  $$sudo apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postfix; \
+	  status=$$?; [ -z "$$added" ] || $$sudo rm -f /usr/sbin/policy-rc.d; \
+	  [ $$status = 0 ] || exit $$status; \
+	fi
+	@$(VENV)/bin/python -c 'import matplotlib' 2>/dev/null || $(VENV)/bin/pip install --quiet matplotlib
+	@[ -x $(VENV)/bin/py-spy ] || $(VENV)/bin/pip install --quiet py-spy
+	$(VENV)/bin/python bench/run.py
