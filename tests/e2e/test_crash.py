@@ -15,7 +15,7 @@ import aiosmtplib
 import httpx
 import pytest
 
-from tests.e2e.test_pipeline import _mail
+from tests.support.conversation import _mail
 from tests.support.pipeline import free_port, wait_for_port
 from tests.support.receiver import Receiver, Reply
 

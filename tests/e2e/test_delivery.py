@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from tests.e2e.test_pipeline import _eventually, _logs, _mail, _send
 from tests.factories import create_webhook
+from tests.support.conversation import _eventually, _logs, _mail, _send
 from tests.support.pipeline import free_port, running
 from tests.support.receiver import Receiver, Reply, verify_signature
 

@@ -12,8 +12,14 @@ import pytest
 from conduit.clock import new_id, now
 from conduit.db.engine import session_factory, transaction
 from conduit.db.models import DeliveryLog
-from tests.e2e.test_pipeline import _eventually, _in_smtp_session, _logs, _mail, _send
 from tests.factories import create_webhook, verified_domain
+from tests.support.conversation import (
+    _eventually,
+    _in_smtp_session,
+    _logs,
+    _mail,
+    _send,
+)
 from tests.support.pipeline import free_port, running
 from tests.support.receiver import Reply, verify_signature
 

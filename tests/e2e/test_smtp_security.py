@@ -9,7 +9,6 @@ receiver that verifies Standard Webhooks signatures.
 
 from __future__ import annotations
 
-import asyncio
 import smtplib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,7 +17,9 @@ from email.message import EmailMessage
 
 import aiosmtplib
 import pytest
+
 from tests.factories import create_policy, create_webhook, user
+from tests.support.conversation import _eventually, _in_smtp_session, _logs
 from tests.support.mail_auth import DkimKey, TlsFiles
 from tests.support.pipeline import free_port, running
 from tests.support.receiver import verify_signature
@@ -96,31 +97,6 @@ async def _transaction(smtp: aiosmtplib.SMTP, sender: str, rcpts: list[str], raw
 async def _send(settings, sender: str, rcpts: list[str], raw: bytes, **session) -> dict:  # noqa: ANN001
     async with _smtp(settings, **session) as smtp:
         return await _transaction(smtp, sender, rcpts, raw)
-
-
-async def _in_smtp_session(settings, talk):  # noqa: ANN001
-    """Run a blocking smtplib conversation in a thread: the server shares this event loop."""
-    def run():
-        with smtplib.SMTP("127.0.0.1", settings.smtp_port, local_hostname=SENDER_HELO, timeout=30) as smtp:
-            return talk(smtp)
-    return await asyncio.to_thread(run)
-
-
-async def _logs(client, owner, webhook_id: str, **params) -> list[dict]:  # noqa: ANN001
-    response = await client.get(f"/webhooks/{webhook_id}/logs", params=params, headers=owner.headers)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-async def _eventually(probe, timeout: float = 10.0):  # noqa: ANN001
-    """Poll an async probe until it returns something truthy; fail after ``timeout``."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await probe()
-        if result or asyncio.get_running_loop().time() > deadline:
-            assert result, "condition not reached in time"
-            return result
-        await asyncio.sleep(0.05)
 
 
 async def _at_least(count: int, awaitable) -> list | None:  # noqa: ANN001
@@ -220,7 +196,7 @@ async def test_auth_plain_and_login_with_the_policy_credentials(settings, client
         async with _smtp(settings, tls=tls_files) as smtp:
             plain_auth = await _reply(smtp.auth_plain(login, password))
             plain = await _transaction(smtp, "ann@sender.example", [to], _raw(to, subject="plain"))
-        login_auth, login_refused = await _in_smtp_session(settings, with_smtplib_login)
+        login_auth, login_refused = await _in_smtp_session(settings, with_smtplib_login, helo=SENDER_HELO)
         requests = await receiver.wait_for(2)
         logs = await _eventually(lambda: _at_least(2, _logs(client, alice, auth_webhook["id"], status="delivered")))
     assert plain_auth[0] == 235
@@ -496,3 +472,4 @@ async def test_inbound_auth_checks_report_spf_and_dkim_without_a_policy(settings
     assert payloads["genuine"]["auth"]["dkim"] == [{"domain": "signer.example", "result": "pass"}]
     assert payloads["forged"]["auth"]["spf"] == {"result": "fail", "domain": "forged.example"}
     assert payloads["forged"]["auth"]["dkim"] == [{"domain": "signer.example", "result": "fail"}]
+
