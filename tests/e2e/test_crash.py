@@ -88,9 +88,9 @@ async def test_sigkill_mid_delivery_loses_nothing_and_delivers_once(tmp_path, da
         assert delivered_before < MESSAGES, "the kill came too late to prove anything"
 
         await conduit.start()
-        await receiver.wait_for(MESSAGES, timeout=60)
-        got = {r.json()["id"] for r in receiver.received}
-        assert got >= set(accepted)
+        # At least once: a delivery in flight at the kill may arrive twice, so count distinct ids.
+        while not {r.json()["id"] for r in receiver.received} >= set(accepted):
+            await receiver.wait_for(len(receiver.received) + 1, timeout=60)
 
         async def delivered_logs() -> Counter:
             logs = (await api.get(f"/webhooks/{hook['id']}/logs", headers=headers,
