@@ -11,22 +11,14 @@ from tests.support.dns_server import LoopbackDNS
 
 @pytest.fixture
 def dns_server() -> Iterator[LoopbackDNS]:
-    server = LoopbackDNS()
-    server.start()
-    try:
+    with LoopbackDNS() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
 def _loopback_dns_session() -> Iterator[LoopbackDNS]:
-    server = LoopbackDNS()
-    server.start()
-    try:
+    with LoopbackDNS() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
