@@ -1,15 +1,19 @@
-"""The `conduit` command: serve | api | smtp | worker | migrate."""
+"""The `conduit` command: serve | api | smtp | worker | migrate | rotate-secrets."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from conduit import __version__
 from conduit.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from conduit.services.key_rotation import RotationReport
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -20,6 +24,9 @@ def _settings(ctx: click.Context) -> Settings:
         sys.exit(2)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    if settings.log_level != "DEBUG":
+        # aiosmtpd logs every SMTP command and reply at INFO: a dozen lines per message.
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
     return settings
 
 
@@ -99,3 +106,52 @@ def migrate(ctx: click.Context) -> None:
     settings = _settings(ctx)
     _migrate(settings)
     click.echo("conduit: database schema is up to date")
+
+
+@main.command("rotate-secrets")
+@click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Rows re-encrypted per transaction.")
+@click.option("--dry-run", is_flag=True, help="Only count what would be re-encrypted; write nothing.")
+@click.pass_context
+def rotate_secrets(ctx: click.Context, batch_size: int, dry_run: bool) -> None:
+    """Re-encrypt every stored TOTP and webhook secret under the current CONDUIT_SECRET_KEY.
+
+    Run it once every Conduit process runs with the new key in CONDUIT_SECRET_KEY and the old
+    one in CONDUIT_PREVIOUS_SECRET_KEYS (give it the same settings); once it reports that every
+    secret is under the current key, the old key can be removed. Safe to run repeatedly, and
+    while Conduit runs. Exits 1 if a secret cannot be decrypted with any configured key."""
+    settings = _settings(ctx)
+    try:
+        report = asyncio.run(_rotate(settings, batch_size=batch_size, dry_run=dry_run))
+    except Exception as exc:  # noqa: BLE001 - one clear line instead of a driver traceback
+        click.echo(f"conduit: cannot rotate the secrets in the database at CONDUIT_DATABASE_URL: {exc}", err=True)
+        sys.exit(1)
+    verb = "would re-encrypt" if dry_run else "re-encrypted"
+    for column in report.columns:
+        click.echo(f"conduit: {column.column}: {verb} {column.rotated}, already under the current key "
+                   f"{column.current}, changed meanwhile {column.changed}, "
+                   f"undecryptable {len(column.undecryptable)}")
+        if column.undecryptable:
+            click.echo(f"conduit: {column.column}: cannot decrypt rows {', '.join(column.undecryptable)}: "
+                       "list the key they were written with in CONDUIT_PREVIOUS_SECRET_KEYS", err=True)
+    if report.undecryptable:
+        sys.exit(1)
+    if report.changed:
+        click.echo("conduit: some secrets changed while rotating: run the command again")
+    elif not dry_run:
+        click.echo("conduit: every stored secret is under the current key; "
+                   "CONDUIT_PREVIOUS_SECRET_KEYS can be emptied")
+
+
+async def _rotate(settings: Settings, *, batch_size: int, dry_run: bool) -> RotationReport:
+    from conduit.db.engine import create_engine, session_factory
+    from conduit.services.crypto import Crypto
+    from conduit.services.key_rotation import rotate_secrets
+
+    engine = create_engine(settings.database_url)
+    try:
+        return await rotate_secrets(session_factory(engine),
+                                    Crypto(settings.secret_key, settings.previous_secret_key_list),
+                                    batch_size=batch_size, dry_run=dry_run)
+    finally:
+        await engine.dispose()

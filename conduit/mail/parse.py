@@ -66,9 +66,7 @@ from email.utils import getaddresses, parsedate_to_datetime
 from itertools import islice
 from typing import Any
 
-from mailparser_reply.constants import MAIL_LANGUAGES
-from mailparser_reply.parser import EmailMessage as ReplyParser
-
+from conduit.mail import reply
 from conduit.services.webhook_rules import split_plus
 
 EVENT = "email.received"
@@ -76,7 +74,6 @@ MAX_DEPTH = 32  # multipart nesting followed; deeper parts are skipped
 MAX_PARTS = 500  # MIME parts looked at
 MAX_PARSED_HEADER = 16 * 1024  # longer header values are passed unfolded but undecoded
 HEADER_PARSE_BUDGET = 256 * 1024  # total header text given to the (slow) structured parser
-REPLY_SCAN_CHARS = 32 * 1024  # the quoted-history finder only reads the top of the text
 MAX_WARNINGS = 50
 MAX_HEADER_BYTES = 1024 * 1024  # a header block beyond this is read as body
 _DECODE_CHUNK = 1024 * 1024
@@ -86,8 +83,6 @@ _LINE_BREAKS = re.compile(r"[\r\n]")  # unfolding, exactly as EmailPolicy does i
 # Header lines as the stdlib's feedparser recognises them (its headerRE), one block at a time.
 _HEADER_BLOCK = re.compile(rb"(?:(?:From |[\x21-\x39\x3b-\x7e]*:|[ \t])[^\n]*(?:\n|\Z))*")
 _SURROGATES = re.compile("[\ud800-\udfff]")
-_BLANK_RUNS = re.compile(r"\n(?:[^\S\n]*\n){2,}")  # mail-parser-reply is quadratic on blank-line runs
-_REPLY_LANGUAGES = [lang for lang in MAIL_LANGUAGES if lang != "david"]  # "david" is a mail product
 
 
 @dataclass(frozen=True)
@@ -549,20 +544,10 @@ def _encode_attachments(attachments: list[_Attachment], limit: int) -> list[dict
 
 
 def _reply_text(text: str | None, warnings: _Warnings) -> str | None:
-    """The new part of a top-posted reply. Only the top of the text is scanned (the
-    library is slow on long input); when no quoted history shows up there, the whole
-    text is kept rather than a cut-off piece of it."""
-    if not text:
-        return text
-    sample = _BLANK_RUNS.sub("\n\n", text[:REPLY_SCAN_CHARS])
-    try:
-        replies = ReplyParser(text=sample, languages=list(_REPLY_LANGUAGES), keep_hyphen_lists=True).read().replies
-    except Exception:
+    result, extracted = reply.reply_text(text)
+    if not extracted:
         warnings.note("reply_text could not be extracted; it is the whole text")
-        return text
-    if not replies or (len(replies) == 1 and len(text) > REPLY_SCAN_CHARS):
-        return text
-    return replies[0].body
+    return result
 
 
 def _mailbox_hash(rcpt_to: str) -> str | None:
