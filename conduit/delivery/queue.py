@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,12 +17,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from conduit.clock import new_id, now
 from conduit.db.models import DeliveryJob, Message
 
+
+def new_job(message_id: str, webhook_id: str, rcpt_to: str, at: datetime) -> dict[str, Any]:
+    """A queued job's column values (inserted in bulk by messages.accept_batch)."""
+    return {"id": new_id("job"), "message_id": message_id, "webhook_id": webhook_id, "rcpt_to": rcpt_to,
+            "status": "queued", "attempts": 0, "next_attempt_at": at, "created_at": at}
+
+
 def enqueue(session: AsyncSession, message: Message, targets: Iterable[tuple[str, str]]) -> list[DeliveryJob]:
-    """Add one job per (webhook_id, rcpt_to), in the caller's transaction (the one that stores the message)."""
+    """Add one job per (webhook_id, rcpt_to) for a stored message, in the caller's transaction."""
     at = now()
-    jobs = [DeliveryJob(id=new_id("job"), message_id=message.id, webhook_id=webhook_id, rcpt_to=rcpt,
-                        status="queued", attempts=0, next_attempt_at=at, created_at=at)
-            for webhook_id, rcpt in targets]
+    jobs = [DeliveryJob(**new_job(message.id, webhook_id, rcpt, at)) for webhook_id, rcpt in targets]
     session.add_all(jobs)
     return jobs
 

@@ -1,17 +1,20 @@
-"""Accepting a message: the raw bytes and one delivery job per webhook, in one transaction.
+"""Accepting messages: the raw bytes and one delivery job per webhook, many messages in one
+transaction (the SMTP server's group commit, conduit/smtp/commits.py).
 
-The SMTP server answers 250 only after the caller's transaction around ``accept`` commits.
+The SMTP server answers 250 only after the caller's transaction around ``accept_batch`` commits.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conduit.clock import new_id, now
-from conduit.db.models import DeliveryLog, Message
+from conduit.db.models import DeliveryJob, DeliveryLog, Message
 from conduit.delivery import queue
 
 
@@ -28,23 +31,45 @@ class Receipt:
     auth_results: dict[str, Any] = field(default_factory=dict)
 
 
-async def accept(session: AsyncSession, receipt: Receipt, raw: bytes, targets: dict[str, str]) -> Message:
-    """Store the message and queue it for each webhook; ``targets`` maps webhook id -> recipient.
+@dataclass(frozen=True)
+class Incoming:
+    """One message to store: ``targets`` maps webhook id -> recipient (several recipients reaching
+    one webhook make one delivery); ``rejected`` lists (webhook id, reason) refused at DATA."""
 
-    A dict, so several recipients reaching one webhook make one delivery.
-    """
-    message = Message(id=new_id("msg"), received_at=now(), mail_from=receipt.mail_from, rcpt_to=receipt.rcpt_to,
-                      remote_ip=receipt.remote_ip, helo=receipt.helo, tls=receipt.tls, auth_user=receipt.auth_user,
-                      size=len(raw), auth_results=receipt.auth_results, raw=raw)
-    session.add(message)
-    await session.flush()  # the jobs' foreign key needs the message row first
-    queue.enqueue(session, message, targets.items())
-    return message
+    receipt: Receipt
+    raw: bytes
+    targets: dict[str, str]
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    id: str = field(default_factory=lambda: new_id("msg"))
 
 
-def record_rejection(session: AsyncSession, *, webhook_id: str, sender: str, reason: str,
-                     message_id: str = "") -> None:
+async def accept_batch(session: AsyncSession, batch: Sequence[Incoming]) -> None:
+    """Insert the messages, their jobs and their DATA-time rejections (bulk inserts; messages
+    first, for the jobs' foreign keys)."""
+    at = now()
+    await session.execute(insert(Message), [_message_row(item, at) for item in batch])
+    jobs = [queue.new_job(item.id, webhook_id, rcpt, at) for item in batch for webhook_id, rcpt in item.targets.items()]
+    if jobs:
+        await session.execute(insert(DeliveryJob), jobs)
+    rejections = [_rejection_row(webhook_id, item.receipt.mail_from, reason, item.id, at)
+                  for item in batch for webhook_id, reason in item.rejected]
+    if rejections:
+        await session.execute(insert(DeliveryLog), rejections)
+
+
+def record_rejection(session: AsyncSession, *, webhook_id: str, sender: str, reason: str) -> None:
     """A refusal at SMTP time shows in the webhook's delivery log (http_status 0)."""
-    session.add(DeliveryLog(id=new_id("log"), webhook_id=webhook_id, status="rejected", attempted_at=now(),
-                            http_status=0, duration_ms=0, error=reason[:2000], sender=sender[:320],
-                            smtp_message_id=message_id, simulated=False))
+    session.add(DeliveryLog(**_rejection_row(webhook_id, sender, reason, "", now())))
+
+
+def _message_row(item: Incoming, at: Any) -> dict[str, Any]:
+    r = item.receipt
+    return {"id": item.id, "received_at": at, "mail_from": r.mail_from, "rcpt_to": r.rcpt_to,
+            "remote_ip": r.remote_ip, "helo": r.helo, "tls": r.tls, "auth_user": r.auth_user,
+            "size": len(item.raw), "auth_results": r.auth_results, "raw": item.raw}
+
+
+def _rejection_row(webhook_id: str, sender: str, reason: str, message_id: str, at: Any) -> dict[str, Any]:
+    return {"id": new_id("log"), "webhook_id": webhook_id, "status": "rejected", "attempted_at": at,
+            "http_status": 0, "duration_ms": 0, "error": reason[:2000], "sender": sender[:320],
+            "smtp_message_id": message_id, "simulated": False, "response_excerpt": ""}

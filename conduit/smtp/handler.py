@@ -20,6 +20,7 @@ from conduit.db.engine import transaction
 from conduit.services import messages, policies, routing
 from conduit.services.policy_rules import PolicyDecision, PolicyRules, SmtpFacts, evaluate
 from conduit.smtp import replies
+from conduit.smtp.commits import GroupCommitter
 from conduit.smtp.authchecks import DnsForChecks, SpfOutcome, check_dkim, check_dmarc, check_spf
 
 log = logging.getLogger("conduit.smtp")
@@ -31,6 +32,7 @@ class SmtpContext:
 
     settings: Settings
     sessions: async_sessionmaker[AsyncSession]
+    committer: GroupCommitter
     dns: DnsForChecks
     on_accepted: Callable[[], None] = lambda: None  # wakes an in-process worker
 
@@ -124,26 +126,17 @@ class ConduitHandler:
             mail_from=sender, rcpt_to=list(envelope.rcpt_tos), remote_ip=_peer_ip(session),
             helo=session.host_name or "", tls=session.ssl is not None, auth_user=self.auth_user,
             auth_results=_auth_results(self.tx.spf, dkim, dmarc))
+        incoming = messages.Incoming(receipt=receipt, raw=raw, targets=accepted, rejected=rejected)
         try:
-            # Shielded: a client that hangs up mid-commit must not cancel the commit half-way.
-            message_id = await asyncio.shield(self._store(receipt, raw, accepted, rejected))
+            await self.ctx.committer.store(incoming)
         except Exception as exc:  # noqa: BLE001 - never 250 unless committed; the sender retries
             log.error("event=message_not_stored error=%r", exc)
             return replies.TEMPORARY_FAILURE
         self.ctx.on_accepted()
-        log.info("event=message_accepted id=%s size=%d webhooks=%d", message_id, len(raw), len(accepted))
-        return replies.OK_QUEUED.format(message_id=message_id)
+        log.info("event=message_accepted id=%s size=%d webhooks=%d", incoming.id, len(raw), len(accepted))
+        return replies.OK_QUEUED.format(message_id=incoming.id)
 
     # --- helpers ----------------------------------------------------------------------
-
-    async def _store(self, receipt: messages.Receipt, raw: bytes, accepted: dict[str, str],
-                     rejected: list[tuple[str, str]]) -> str:
-        async with transaction(self.ctx.sessions) as db:
-            message = await messages.accept(db, receipt, raw, accepted)
-            for webhook_id, reason in rejected:
-                messages.record_rejection(db, webhook_id=webhook_id, sender=receipt.mail_from, reason=reason,
-                                          message_id=message.id)
-        return message.id
 
     async def _record_rejections(self, rejected: list[tuple[str, str]], sender: str) -> None:
         try:
