@@ -25,6 +25,7 @@ from conduit.services import maintenance
 from conduit.services.crypto import Crypto
 from conduit.smtp import server as smtp_server
 from conduit.smtp.authchecks import DnsForChecks, install_spf_dns
+from conduit.smtp.commits import GroupCommitter
 from conduit.smtp.handler import SmtpContext
 
 log = logging.getLogger("conduit.runtime")
@@ -79,7 +80,7 @@ async def run(settings: Settings, *, roles: frozenset[str], stop: asyncio.Event 
     if "smtp" in roles:
         dns_checks = DnsForChecks(settings.dns_server_list, settings.dns_timeout)
         install_spf_dns(dns_checks)
-        ctx = SmtpContext(settings=settings, sessions=sessions, dns=dns_checks,
+        ctx = SmtpContext(settings=settings, sessions=sessions, committer=GroupCommitter(sessions), dns=dns_checks,
                           on_accepted=worker.notify if worker else (lambda: None))
         smtp = await smtp_server.start(ctx)
     api = _api_server(settings, engine) if "api" in roles else None
