@@ -19,13 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from conduit.api.app import create_app
 from conduit.config import Settings
 from conduit.db.engine import create_engine, session_factory, transaction
+from conduit.db.group_commit import GroupCommit
 from conduit.delivery.http import delivery_client
 from conduit.delivery.worker import Worker
-from conduit.services import maintenance
+from conduit.services import maintenance, messages
 from conduit.services.crypto import Crypto
 from conduit.smtp import server as smtp_server
 from conduit.smtp.authchecks import DnsForChecks, install_spf_dns
-from conduit.smtp.commits import GroupCommitter
 from conduit.smtp.handler import SmtpContext
 
 log = logging.getLogger("conduit.runtime")
@@ -80,7 +80,8 @@ async def run(settings: Settings, *, roles: frozenset[str], stop: asyncio.Event 
     if "smtp" in roles:
         dns_checks = DnsForChecks(settings.dns_server_list, settings.dns_timeout)
         install_spf_dns(dns_checks)
-        ctx = SmtpContext(settings=settings, sessions=sessions, committer=GroupCommitter(sessions), dns=dns_checks,
+        committer = GroupCommit(sessions, messages.accept_batch, size_of=lambda m: len(m.raw))
+        ctx = SmtpContext(settings=settings, sessions=sessions, committer=committer, dns=dns_checks,
                           on_accepted=worker.notify if worker else (lambda: None))
         smtp = await smtp_server.start(ctx)
     api = _api_server(settings, engine) if "api" in roles else None

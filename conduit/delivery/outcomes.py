@@ -4,9 +4,12 @@ webhook with an audit entry. All in the caller's transaction."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conduit.clock import new_id, now
@@ -18,29 +21,60 @@ from conduit.delivery.retry import RetryDecision
 from conduit.services import audit
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """One finished delivery attempt, waiting to be recorded."""
+
+    job: DeliveryJob
+    message: Message
+    webhook: Webhook
+    outcome: HttpOutcome
+    decision: RetryDecision
+
+    @property
+    def delivered(self) -> bool:
+        return self.outcome.status is not None and 200 <= self.outcome.status < 300
+
+
+def log_row(*, webhook_id: str, outcome: HttpOutcome, status: str, sender: str, message_id: str,
+            simulated: bool) -> dict[str, Any]:
+    return {"id": new_id("log"), "webhook_id": webhook_id, "status": status, "attempted_at": now(),
+            "http_status": outcome.status or 0, "duration_ms": outcome.duration_ms,
+            "error": (outcome.error or "")[:2000], "sender": sender[:320], "smtp_message_id": message_id,
+            "simulated": simulated, "response_excerpt": outcome.response_excerpt[:4000]}
+
+
 def log_attempt(session: AsyncSession, *, webhook_id: str, outcome: HttpOutcome, status: str, sender: str,
                 message_id: str, simulated: bool) -> DeliveryLog:
-    entry = DeliveryLog(id=new_id("log"), webhook_id=webhook_id, status=status, attempted_at=now(),
-                        http_status=outcome.status or 0, duration_ms=outcome.duration_ms,
-                        error=(outcome.error or "")[:2000], sender=sender[:320], smtp_message_id=message_id,
-                        simulated=simulated, response_excerpt=outcome.response_excerpt[:4000])
+    entry = DeliveryLog(**log_row(webhook_id=webhook_id, outcome=outcome, status=status, sender=sender,
+                                  message_id=message_id, simulated=simulated))
     session.add(entry)
     return entry
 
 
-async def record_attempt(session: AsyncSession, *, job: DeliveryJob, message: Message, webhook: Webhook,
-                         outcome: HttpOutcome, decision: RetryDecision, settings: Settings) -> None:
-    delivered = outcome.status is not None and 200 <= outcome.status < 300
-    status = "delivered" if delivered else ("failed" if decision.give_up else "retrying")
-    log_attempt(session, webhook_id=webhook.id, outcome=outcome, status=status, sender=message.mail_from,
-                message_id=message.id, simulated=False)
+async def record_attempts(session: AsyncSession, attempts: Sequence[Attempt], *, settings: Settings) -> None:
+    """Record a group of attempts (the worker's group commit). Successes, nearly all of them
+    under load, are written with a few statements for the whole group; failures one by one."""
     keep_raw = settings.keep_raw_days > 0
+    delivered = [a for a in attempts if a.delivered]
     if delivered:
-        await queue.finish(session, job, status="delivered", keep_raw=keep_raw)
-        return
+        await session.execute(insert(DeliveryLog), [
+            log_row(webhook_id=a.webhook.id, outcome=a.outcome, status="delivered", sender=a.message.mail_from,
+                    message_id=a.message.id, simulated=False) for a in delivered])
+        await queue.finish_many(session, [a.job for a in delivered], status="delivered", keep_raw=keep_raw)
+    for attempt in attempts:
+        if not attempt.delivered:
+            await _record_failure(session, attempt, settings=settings)
+
+
+async def _record_failure(session: AsyncSession, attempt: Attempt, *, settings: Settings) -> None:
+    job, webhook, outcome, decision = attempt.job, attempt.webhook, attempt.outcome, attempt.decision
+    status = "failed" if decision.give_up else "retrying"
+    log_attempt(session, webhook_id=webhook.id, outcome=outcome, status=status, sender=attempt.message.mail_from,
+                message_id=attempt.message.id, simulated=False)
     error = outcome.error or f"HTTP {outcome.status}"
     if decision.give_up:
-        await queue.finish(session, job, status="failed", error=error, keep_raw=keep_raw)
+        await queue.finish_many(session, [job], status="failed", error=error, keep_raw=settings.keep_raw_days > 0)
     else:
         await queue.retry_later(session, job, delay=decision.retry_in or 0, error=error)
     if decision.deactivate:

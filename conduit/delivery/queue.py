@@ -7,7 +7,7 @@ dies mid-delivery simply lets its lease expire: the job is taken again (at-least
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -54,13 +54,13 @@ async def next_due_at(session: AsyncSession) -> datetime | None:
                                 .order_by(DeliveryJob.next_attempt_at).limit(1))
 
 
-async def finish(session: AsyncSession, job: DeliveryJob, *, status: str, error: str = "",
-                 keep_raw: bool) -> None:
-    """Mark the job delivered or failed; drop the raw message once no job needs it."""
-    await session.execute(update(DeliveryJob).where(DeliveryJob.id == job.id).values(
+async def finish_many(session: AsyncSession, jobs: Sequence[DeliveryJob], *, status: str, error: str = "",
+                      keep_raw: bool) -> None:
+    """Mark jobs delivered or failed; drop each raw message once no job needs it."""
+    await session.execute(update(DeliveryJob).where(DeliveryJob.id.in_([job.id for job in jobs])).values(
         status=status, finished_at=now(), locked_until=None, last_error=error[:2000]))
     if not keep_raw:
-        await drop_finished_message(session, job.message_id)
+        await drop_finished_messages(session, {job.message_id for job in jobs})
 
 
 async def retry_later(session: AsyncSession, job: DeliveryJob, *, delay: float, error: str,
@@ -72,9 +72,9 @@ async def retry_later(session: AsyncSession, job: DeliveryJob, *, delay: float, 
     await session.execute(update(DeliveryJob).where(DeliveryJob.id == job.id).values(**values))
 
 
-async def drop_finished_message(session: AsyncSession, message_id: str) -> None:
-    still_needed = exists().where(DeliveryJob.message_id == message_id, DeliveryJob.status == "queued")
-    await session.execute(delete(Message).where(Message.id == message_id, ~still_needed))
+async def drop_finished_messages(session: AsyncSession, message_ids: Iterable[str]) -> None:
+    still_needed = exists().where(DeliveryJob.message_id == Message.id, DeliveryJob.status == "queued")
+    await session.execute(delete(Message).where(Message.id.in_(list(message_ids)), ~still_needed))
 
 
 async def purge_finished_messages(session: AsyncSession, *, keep_days: int) -> None:

@@ -4,20 +4,23 @@ and decides what happens next (delivered, retry later, give up)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from dataclasses import dataclass
 from datetime import timedelta
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from conduit.clock import now
 from conduit.config import Settings
 from conduit.db.engine import transaction
+from conduit.db.group_commit import GroupCommit
 from conduit.db.models import DeliveryJob, Message, Webhook
 from conduit.delivery import queue, rate_limit
 from conduit.delivery.http import HttpOutcome, WebhookClient
-from conduit.delivery.outcomes import record_attempt
+from conduit.delivery.outcomes import Attempt, record_attempts
 from conduit.delivery.render import render_body, signed_headers
 from conduit.delivery.retry import decide, parse_retry_after
 from conduit.services.crypto import Crypto
@@ -26,6 +29,7 @@ log = logging.getLogger("conduit.worker")
 IDLE_POLL = 1.0  # seconds between looks at the queue when nothing woke us
 CLAIM_BATCH = 50
 INACTIVE_RECHECK = 60.0  # seconds between looks at a paused webhook's queued mail
+Claimed = tuple[DeliveryJob, Message, Webhook]
 
 
 @dataclass
@@ -40,6 +44,9 @@ class Worker:
         # timeout bounds it), short enough that a crashed worker's jobs resume quickly.
         self.lease = timedelta(seconds=self.settings.delivery_timeout + 5)
         self.wake = asyncio.Event()
+        # Attempts that finish while a commit runs are recorded together in the next one.
+        self.recorder: GroupCommit[Attempt] = GroupCommit(
+            self.sessions, functools.partial(record_attempts, settings=self.settings))
         self._in_flight: set[asyncio.Task[None]] = set()
 
     def notify(self) -> None:
@@ -52,15 +59,14 @@ class Worker:
             # Cleared before looking, so a notify() that races with the claim is not lost.
             self.wake.clear()
             free = self.settings.worker_concurrency - len(self._in_flight)
-            jobs: list[DeliveryJob] = []
+            jobs: list[Claimed] = []
             if free > 0:
                 try:
-                    async with transaction(self.sessions) as db:
-                        jobs = await queue.claim(db, limit=min(free, CLAIM_BATCH), lease=self.lease)
+                    jobs = await self._claim(min(free, CLAIM_BATCH))
                 except Exception as exc:  # noqa: BLE001 - database down: wait and try again
                     log.error("event=claim_failed error=%r", exc)
             for job in jobs:
-                task = asyncio.create_task(self.deliver(job))
+                task = asyncio.create_task(self.deliver(*job))
                 self._in_flight.add(task)
                 task.add_done_callback(self._done)
             if free <= 0 or len(jobs) < min(free, CLAIM_BATCH):  # no free slot, or queue drained: wait
@@ -78,12 +84,22 @@ class Worker:
         if self._in_flight:
             await asyncio.wait(self._in_flight, timeout=self.settings.delivery_timeout + 5)
 
-    async def deliver(self, job: DeliveryJob) -> None:
-        async with self.sessions() as db:
-            message = await db.get(Message, job.message_id)
-            webhook = await db.get(Webhook, job.webhook_id)
-        if message is None or webhook is None:
-            return  # the webhook or the message was deleted since the job was queued
+    async def _claim(self, limit: int) -> list[Claimed]:
+        """Lease due jobs, with their messages and webhooks (three queries for the batch)."""
+        async with transaction(self.sessions) as db:
+            jobs = await queue.claim(db, limit=limit, lease=self.lease)
+            if not jobs:
+                return []
+            messages = {m.id: m for m in await db.scalars(
+                select(Message).where(Message.id.in_({job.message_id for job in jobs})))}
+            webhooks = {w.id: w for w in await db.scalars(
+                select(Webhook).where(Webhook.id.in_({job.webhook_id for job in jobs})))}
+        # A job whose webhook or message was deleted since it was queued is gone with them
+        # (foreign keys cascade); one claimed in that instant is skipped.
+        return [(job, messages[job.message_id], webhooks[job.webhook_id]) for job in jobs
+                if job.message_id in messages and job.webhook_id in webhooks]
+
+    async def deliver(self, job: DeliveryJob, message: Message, webhook: Webhook) -> None:
         if not webhook.active:
             # Paused (by its owner, or after 410): hold the mail until the webhook is reactivated.
             async with transaction(self.sessions) as db:
@@ -110,9 +126,8 @@ class Worker:
         decision = decide(status=outcome.status, error=outcome.error, attempt=job.attempts,
                           retry_after=parse_retry_after(outcome.retry_after, now()),
                           schedule=self.settings.retry_delays)
-        async with transaction(self.sessions) as db:
-            await record_attempt(db, job=job, message=message, webhook=webhook, outcome=outcome, decision=decision,
-                                 settings=self.settings)
+        await self.recorder.write(Attempt(job=job, message=message, webhook=webhook, outcome=outcome,
+                                          decision=decision))
         log.info("event=delivery_attempt job=%s webhook=%s status=%s attempt=%d", job.id, webhook.id,
                  outcome.status, job.attempts)
 

@@ -17,10 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from conduit.config import Settings
 from conduit.db.engine import transaction
+from conduit.db.group_commit import GroupCommit
 from conduit.services import messages, policies, routing
 from conduit.services.policy_rules import PolicyDecision, PolicyRules, SmtpFacts, evaluate
 from conduit.smtp import replies
-from conduit.smtp.commits import GroupCommitter
 from conduit.smtp.authchecks import DnsForChecks, SpfOutcome, check_dkim, check_dmarc, check_spf
 
 log = logging.getLogger("conduit.smtp")
@@ -32,7 +32,7 @@ class SmtpContext:
 
     settings: Settings
     sessions: async_sessionmaker[AsyncSession]
-    committer: GroupCommitter
+    committer: GroupCommit[messages.Incoming]  # stores accepted messages (group commit)
     dns: DnsForChecks
     on_accepted: Callable[[], None] = lambda: None  # wakes an in-process worker
 
@@ -128,7 +128,7 @@ class ConduitHandler:
             auth_results=_auth_results(self.tx.spf, dkim, dmarc))
         incoming = messages.Incoming(receipt=receipt, raw=raw, targets=accepted, rejected=rejected)
         try:
-            await self.ctx.committer.store(incoming)
+            await self.ctx.committer.write(incoming)
         except Exception as exc:  # noqa: BLE001 - never 250 unless committed; the sender retries
             log.error("event=message_not_stored error=%r", exc)
             return replies.TEMPORARY_FAILURE

@@ -1,4 +1,4 @@
-"""Group commit (conduit/smtp/commits.py) against the real database: concurrent messages share
+"""Group commit (conduit/db/group_commit.py, as the SMTP server uses it) against the real database: concurrent messages share
 transactions, each store() returns only once its message is committed, and one message that
 cannot be stored does not fail the others stored with it."""
 
@@ -11,8 +11,8 @@ from sqlalchemy import event, func, select
 
 from conduit.db.engine import session_factory
 from conduit.db.models import DeliveryJob, DeliveryLog, Message
-from conduit.services.messages import Incoming, Receipt
-from conduit.smtp.commits import GroupCommitter
+from conduit.services.messages import Incoming, Receipt, accept_batch
+from conduit.db.group_commit import GroupCommit
 from tests.factories import create_webhook, user
 
 
@@ -44,10 +44,10 @@ async def test_concurrent_messages_share_transactions(engine, webhook_id):
     sessions = session_factory(engine)
     commits = []
     event.listen(engine.sync_engine, "commit", lambda conn: commits.append(1))
-    committer = GroupCommitter(sessions)
+    committer = GroupCommit(sessions, accept_batch)
     items = [_incoming(webhook_id, n) for n in range(40)]
 
-    await asyncio.gather(*(committer.store(item) for item in items))
+    await asyncio.gather(*(committer.write(item) for item in items))
 
     assert await _count(sessions, Message, Message.id.in_([i.id for i in items])) == 40
     assert await _count(sessions, DeliveryJob, DeliveryJob.message_id.in_([i.id for i in items])) == 40
@@ -56,11 +56,11 @@ async def test_concurrent_messages_share_transactions(engine, webhook_id):
 
 async def test_store_returns_only_after_the_commit(engine, webhook_id):
     sessions = session_factory(engine)
-    committer = GroupCommitter(sessions)
+    committer = GroupCommit(sessions, accept_batch)
     items = [_incoming(webhook_id, n) for n in range(10)]
 
     async def store_then_look(item: Incoming) -> int:
-        await committer.store(item)
+        await committer.write(item)
         return await _count(sessions, Message, Message.id == item.id)  # another connection's view
 
     assert await asyncio.gather(*(store_then_look(item) for item in items)) == [1] * 10
@@ -68,11 +68,11 @@ async def test_store_returns_only_after_the_commit(engine, webhook_id):
 
 async def test_a_message_that_cannot_be_stored_fails_alone(engine, webhook_id):
     sessions = session_factory(engine)
-    committer = GroupCommitter(sessions)
+    committer = GroupCommit(sessions, accept_batch)
     good = [_incoming(webhook_id, n, rejected=[(webhook_id, "DKIM required: no signature")]) for n in range(4)]
     bad = _incoming("whk_does_not_exist", 99)  # its job's foreign key fails
 
-    results = await asyncio.gather(*(committer.store(item) for item in [*good[:2], bad, *good[2:]]),
+    results = await asyncio.gather(*(committer.write(item) for item in [*good[:2], bad, *good[2:]]),
                                    return_exceptions=True)
 
     assert [r is None for r in results] == [True, True, False, True, True]
