@@ -25,7 +25,8 @@ def create_app(settings: Settings, engine: AsyncEngine) -> FastAPI:
 
     app = FastAPI(title="Conduit API", version=__version__, description=DESCRIPTION,
                   servers=[{"url": "/", "description": "this server"}])
-    app.state.context = AppContext(settings=settings, crypto=Crypto(settings.secret_key),
+    app.state.context = AppContext(settings=settings,
+                                   crypto=Crypto(settings.secret_key, settings.previous_secret_key_list),
                                    sessions=session_factory(engine),
                                    resolver=make_resolver(settings.dns_server_list, settings.dns_timeout),
                                    http=delivery_client(settings))

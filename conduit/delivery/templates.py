@@ -6,9 +6,14 @@ the message data) it gets a source size limit, an output size limit, a wall-time
 deadline, and capped ``*``, ``**`` and ``%`` operators. Constant folding is off (and
 filters are wrapped so Jinja cannot fold them) so compiling never evaluates anything.
 
-Not bounded: a single built-in call that builds a huge string in one step (for
-example ``"x".ljust(10**9)``) runs to completion before any check sees it; run
-workers with a memory limit.
+Calls that build a large value in one step are checked before they run: padding
+widths (``ljust``, ``center``, ``indent``...), the size of a ``join``, ``replace``,
+``translate`` or ``expandtabs`` result, ``batch`` and ``slice`` counts, and
+``lipsum``. Such a call runs in library code that the deadline cannot interrupt.
+
+Not bounded except by the deadline: a value doubled over and over by template code
+(``s ~ s`` in a recursive macro) grows until the deadline stops it, which can be
+hundreds of megabytes; run workers with a memory limit.
 """
 
 from __future__ import annotations
@@ -25,12 +30,16 @@ from typing import Any
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, pass_context
 from jinja2.defaults import DEFAULT_FILTERS
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import generate_lorem_ipsum
 
 MAX_SOURCE_BYTES = 64 * 1024
 MAX_OUTPUT_BYTES = 1024 * 1024
 DEFAULT_TIMEOUT = 2.0
 MAX_POWER_BITS = 4096
 MAX_FORMAT_WIDTH = 1000
+MAX_VALUE_CHARS = 32 * 1024 * 1024  # one string built by join, replace, translate or expandtabs
+MAX_PIECES = 100_000  # batch sizes and slice counts: the sandbox's own cap on range()
+MAX_LIPSUM = (10, 200)  # paragraphs, words per paragraph
 _TEMPLATE_FILENAME = "<template>"  # what Jinja names the code of templates made from strings
 _PRINTF_SPEC = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\*|\d*)(?:\.(\*|\d*))?")
 
@@ -93,6 +102,101 @@ class _BoundedEnvironment(ImmutableSandboxedEnvironment):
         return checked
 
 
+    def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        """Method calls on strings that can build huge values: check the result size first."""
+        owner = getattr(obj, "__self__", None)
+        if isinstance(owner, (str, bytes)) and isinstance(getattr(obj, "__name__", None), str):
+            args = _check_string_method(owner, obj.__name__, args, kwargs)
+        return super().call(context, obj, *args, **kwargs)
+
+
+def _arg(args: tuple, kwargs: dict, index: int, name: str, default: Any = None) -> Any:
+    return args[index] if len(args) > index else kwargs.get(name, default)
+
+
+def _check_width(width: Any, what: str) -> None:
+    size = len(width) if isinstance(width, (str, bytes)) else width
+    if isinstance(size, int) and size > MAX_FORMAT_WIDTH:
+        raise OverflowError(f"{what} above {MAX_FORMAT_WIDTH} is not allowed")
+
+
+def _check_size(size: int, what: str) -> None:
+    if size > MAX_VALUE_CHARS:
+        raise OverflowError(f"the result of {what} is too large")
+
+
+def _check_join(separator: Any, items: list) -> None:
+    sizes = [len(i) for i in items if isinstance(i, (str, bytes))]
+    _check_size(sum(sizes) + len(separator) * max(len(items) - 1, 0), "join")
+
+
+def _check_replace(value: Any, old: Any, new: Any, count: Any) -> None:
+    if not all(isinstance(v, (str, bytes)) for v in (value, old, new)) or len(new) <= len(old):
+        return
+    times = value.count(old) if old else len(value) + 1
+    if isinstance(count, int) and count >= 0:
+        times = min(times, count)
+    _check_size(len(value) + times * (len(new) - len(old)), "replace")
+
+
+def _check_string_method(value: str | bytes, name: str, args: tuple, kwargs: dict) -> tuple:
+    """Raise OverflowError if the call would build a huge value; returns the (materialised) args."""
+    if name in ("ljust", "rjust", "center", "zfill"):
+        _check_width(_arg(args, kwargs, 0, "width"), f"{name} width")
+    elif name == "expandtabs":
+        tabsize = _arg(args, kwargs, 0, "tabsize", 8)
+        if isinstance(tabsize, int):
+            _check_size(len(value) + value.count("\t" if isinstance(value, str) else b"\t") * tabsize, name)
+    elif name == "replace":
+        old, new, count = (_arg(args, kwargs, i, n) for i, n in enumerate(("old", "new", "count")))
+        _check_replace(value, old, new, count)
+    elif name == "translate" and isinstance(value, str) and isinstance(table := _arg(args, kwargs, 0, "table"), dict):
+        widest = max((len(v) for v in table.values() if isinstance(v, str)), default=1)
+        _check_size(len(value) * widest, name)
+    elif name == "join" and args:
+        items = list(args[0])  # an iterator can be read once: the call gets the list
+        _check_join(value, items)
+        args = (items, *args[1:])
+    return args
+
+
+def _filter_join(value: Any, *args: Any, **kwargs: Any) -> tuple[tuple, dict]:
+    items = [str(v) for v in value] if _arg(args, kwargs, 1, "attribute") is None else list(value)
+    _check_join(_arg(args, kwargs, 0, "d", ""), items)
+    return (items, *args), kwargs
+
+
+def _filter_check(check: Any) -> Any:
+    def run(value: Any, *args: Any, **kwargs: Any) -> tuple[tuple, dict]:
+        check(value, *args, **kwargs)
+        return (value, *args), kwargs
+    return run
+
+
+# Filters that build large values from small arguments: a check run before the filter.
+_FILTER_CHECKS = {
+    "center": _filter_check(lambda v, *a, **k: _check_width(_arg(a, k, 0, "width", 80), "center width")),
+    "indent": _filter_check(lambda v, *a, **k: _check_width(_arg(a, k, 0, "width", 4), "indent width")),
+    "batch": _filter_check(lambda v, *a, **k: _check_count(_arg(a, k, 0, "linecount"), "batch size")),
+    "slice": _filter_check(lambda v, *a, **k: _check_count(_arg(a, k, 0, "slices"), "number of slices")),
+    "replace": _filter_check(lambda v, *a, **k: _check_replace(
+        str(v), _arg(a, k, 0, "old"), _arg(a, k, 1, "new"), _arg(a, k, 2, "count"))),
+    "join": _filter_join,
+}
+
+
+def _check_count(count: Any, what: str) -> None:
+    if isinstance(count, int) and count > MAX_PIECES:
+        raise OverflowError(f"a {what} above {MAX_PIECES} is not allowed")
+
+
+def _lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:  # noqa: A002 - Jinja's names
+    """Jinja's ``lipsum``, with its loops (library code the deadline cannot stop) capped."""
+    if n > MAX_LIPSUM[0] or max > MAX_LIPSUM[1]:
+        raise OverflowError(f"lipsum is limited to {MAX_LIPSUM[0]} paragraphs of {MAX_LIPSUM[1]} words")
+    return generate_lorem_ipsum(n=n, html=html, min=min, max=max)
+
+
 def _check_printf_widths(fmt: str) -> None:
     for width, precision in _PRINTF_SPEC.findall(fmt):
         for number in (width, precision):
@@ -106,7 +210,7 @@ def _format_filter(value: Any, *args: Any, **kwargs: Any) -> str:
     return DEFAULT_FILTERS["format"](value, *args, **kwargs)
 
 
-def _at_render_time(func: Any) -> Any:
+def _at_render_time(func: Any, check: Any = None) -> Any:
     """Wrap a filter so Jinja cannot run it while compiling.
 
     Jinja folds filters on constant arguments at compile time, even with
@@ -117,6 +221,8 @@ def _at_render_time(func: Any) -> Any:
 
     @pass_context
     def wrapper(context: Any, *args: Any, **kwargs: Any) -> Any:
+        if check is not None and args:
+            args, kwargs = check(*args, **kwargs)
         if kind == "context":
             return func(context, *args, **kwargs)
         if kind == "eval_context":
@@ -132,7 +238,8 @@ def _make_environment() -> _BoundedEnvironment:
     env = _BoundedEnvironment(autoescape=False, undefined=StrictUndefined, optimized=False)
     env.filters["tojson"] = _tojson
     env.filters["format"] = _format_filter
-    env.filters = {name: _at_render_time(func) for name, func in env.filters.items()}
+    env.filters = {name: _at_render_time(func, _FILTER_CHECKS.get(name)) for name, func in env.filters.items()}
+    env.globals["lipsum"] = _lipsum
     return env
 
 

@@ -2,6 +2,13 @@
 
 Bumping ``Account.token_generation`` (password change, sign-out everywhere) kills every access
 token issued before, at once. API tokens are opaque ``cdt_`` strings, so the two never mix up.
+
+Key rotation: tokens are verified with the key derived from the current CONDUIT_SECRET_KEY only,
+never with CONDUIT_PREVIOUS_SECRET_KEYS. A key is usually rotated because it may have leaked,
+and whoever holds it can forge a token with any subject and expiry, so "accept old tokens until
+they expire" would mean "accept forgeries while the old key is listed". After a key change every
+access token gets 401 once; clients refresh (refresh tokens are stored as hashes, keyless) and
+carry on.
 """
 
 from __future__ import annotations
