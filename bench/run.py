@@ -172,8 +172,43 @@ def proc_status_kib(pid: int, key: str) -> int:
     return 0
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (``conduit serve`` runs its delivery workers as children)."""
+    tree, index = [pid], 0
+    while index < len(tree):
+        try:
+            children = Path(f"/proc/{tree[index]}/task/{tree[index]}/children").read_text().split()
+        except OSError:
+            children = []
+        tree += [int(child) for child in children]
+        index += 1
+    return tree
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of ``pid`` and its live descendants (children still running when measured)."""
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            total += proc_cpu_seconds(member)
+        except OSError:
+            pass
+    return total
+
+
+def tree_status_kib(pid: int, key: str) -> int:
+    total = 0
+    for member in process_tree(pid):
+        try:
+            total += proc_status_kib(member, key)
+        except OSError:
+            pass
+    return total
+
+
 class RssSampler(threading.Thread):
-    """The highest VmRSS of a process, sampled every 50 ms while running (VmHWM is no use here:
+    """The highest VmRSS of a process and its children together, sampled every 50 ms while
+    running (VmHWM is no use here:
     the process's lifetime peak is reached at start-up, hashing the benchmark account's password
     with Argon2, not while handling mail)."""
 
@@ -184,7 +219,7 @@ class RssSampler(threading.Thread):
     def run(self) -> None:
         while not self._stop_event.is_set():
             try:
-                self.peak_kib = max(self.peak_kib, proc_status_kib(self.pid, "VmRSS"))
+                self.peak_kib = max(self.peak_kib, tree_status_kib(self.pid, "VmRSS"))
             except OSError:
                 return
             self._stop_event.wait(0.05)
@@ -356,10 +391,10 @@ class Conduit:
         return address
 
     def cpu(self) -> float:
-        return proc_cpu_seconds(self.pid)
+        return tree_cpu_seconds(self.pid)
 
     def peak_rss_mib(self) -> float:
-        return proc_status_kib(self.pid, "VmHWM") / 1024
+        return tree_status_kib(self.pid, "VmHWM") / 1024
 
     def stop(self) -> None:
         CHILDREN.stop(self.proc, timeout=30)
@@ -502,7 +537,7 @@ def run_config(name: str, *, messages: int | None, budget_s: float, sessions: in
     conduit = Conduit(database_url, workdir, out_dir / f"conduit-{name}.log")
     try:
         address = conduit.add_webhook(receiver.url)
-        result.rss_idle_mib = proc_status_kib(conduit.pid, "VmRSS") / 1024
+        result.rss_idle_mib = tree_status_kib(conduit.pid, "VmRSS") / 1024
         sampler = RssSampler(conduit.pid)
         sampler.start()
         wait_until_quiet(QUIET_WAIT)
@@ -538,7 +573,7 @@ def run_config(name: str, *, messages: int | None, budget_s: float, sessions: in
         latencies = [(arrival - t) * 1000 for arrival, msg_id, *_ in records if (t := id_time(msg_id)) is not None]
         result.accept_to_receipt_ms = percentiles(latencies)
         result.peak_rss_mib = sampler.stop()
-        result.rss_end_mib = proc_status_kib(conduit.pid, "VmRSS") / 1024
+        result.rss_end_mib = tree_status_kib(conduit.pid, "VmRSS") / 1024
         result.lifetime_hwm_mib = conduit.peak_rss_mib()
         result.conduit_cpu_s = cpu1 - cpu0
         result.cpu_s_per_1k = result.conduit_cpu_s / messages * 1000
@@ -721,7 +756,7 @@ def profile_run(name: str, *, messages: int, sessions: int, warmup: int, receive
         receiver.reset()
         print(f"[profile {name}] py-spy on Conduit during {messages} messages ({LABELS[name]})", flush=True)
         spy = CHILDREN.start([py_spy, "record", "--pid", str(conduit.pid), "--rate", "100", "--format", "raw",
-                              "--threads", "--gil", "--output", str(raw)],
+                              "--threads", "--gil", "--subprocesses", "--output", str(raw)],
                              stdout=subprocess.DEVNULL, stderr=(out_dir / "py-spy.log").open("ab"))
         time.sleep(1.0)
         started = time.time()

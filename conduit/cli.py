@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -40,16 +41,14 @@ def _migrate(settings: Settings) -> None:
         sys.exit(1)
 
 
-def _run(settings: Settings, roles: frozenset[str]) -> None:
-    from conduit.runtime import run
-
+def _run(main: Coroutine[Any, Any, None]) -> None:
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(run(settings, roles=roles))
+    asyncio.run(main)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -69,12 +68,15 @@ def main(ctx: click.Context, config: str | None) -> None:
 @main.command()
 @click.pass_context
 def serve(ctx: click.Context) -> None:
-    """Run everything in one process (the embedded default): migrates the database, then runs the
-    SMTP server (CONDUIT_SMTP_HOST:CONDUIT_SMTP_PORT), the delivery worker and the HTTP API
-    (CONDUIT_HTTP_HOST:CONDUIT_HTTP_PORT)."""
+    """Run everything (the embedded default): migrates the database, then runs the SMTP server
+    (CONDUIT_SMTP_HOST:CONDUIT_SMTP_PORT) and the HTTP API (CONDUIT_HTTP_HOST:CONDUIT_HTTP_PORT)
+    in this process and the delivery worker in CONDUIT_WORKER_PROCESSES child processes (by
+    default one on a multi-core machine, none, i.e. in this process, on a single core)."""
+    from conduit.processes import serve as serve_all
+
     settings = _settings(ctx)
     _migrate(settings)
-    _run(settings, frozenset({"api", "smtp", "worker"}))
+    _run(serve_all(settings, config=ctx.obj["config"]))
 
 
 @main.command()
@@ -82,21 +84,32 @@ def serve(ctx: click.Context) -> None:
 def api(ctx: click.Context) -> None:
     """Run the HTTP API alone (for deployments with several processes on PostgreSQL).
     Does not migrate: run `conduit migrate` once per upgrade."""
-    _run(_settings(ctx), frozenset({"api"}))
+    from conduit.runtime import run
+
+    _run(run(_settings(ctx), roles=frozenset({"api"})))
 
 
 @main.command()
 @click.pass_context
 def smtp(ctx: click.Context) -> None:
     """Run the inbound SMTP server alone (any number of them, against one PostgreSQL)."""
-    _run(_settings(ctx), frozenset({"smtp"}))
+    from conduit.runtime import run
+
+    _run(run(_settings(ctx), roles=frozenset({"smtp"})))
 
 
 @main.command()
+@click.option("--wake-fd", type=int, default=None, hidden=True, help="Set by `conduit serve`: its wake pipe.")
+@click.option("--parent-pid", type=int, default=None, hidden=True, help="Set by `conduit serve`: exit with it.")
 @click.pass_context
-def worker(ctx: click.Context) -> None:
+def worker(ctx: click.Context, wake_fd: int | None, parent_pid: int | None) -> None:
     """Run a delivery worker alone (any number of them: jobs are claimed with SKIP LOCKED)."""
-    _run(_settings(ctx), frozenset({"worker"}))
+    from conduit.processes import die_with_parent
+    from conduit.runtime import run
+
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
+    _run(run(_settings(ctx), roles=frozenset({"worker"}), wake_fd=wake_fd))
 
 
 @main.command()

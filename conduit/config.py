@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     http_port: int = 8080
     secret_key: str = ""
     secret_key_file: str = ""
+    previous_secret_keys: str = ""
     smtp_relay_url: str = ""
     mail_from: str = "Conduit <no-reply@conduit.local>"
     base_url: str = ""
@@ -64,6 +65,7 @@ class Settings(BaseSettings):
     keep_raw_days: int = 0
     max_inline_attachment_bytes: int = 10 * 1024 * 1024
     worker_concurrency: int = 64
+    worker_processes: int = -1  # `conduit serve`'s worker child processes; -1: 1 on a multi-core machine
     delivery_connect_timeout: float = 5.0
     delivery_timeout: float = 15.0
     maintenance_interval: int = 3600
@@ -87,6 +89,19 @@ class Settings(BaseSettings):
         if value <= 0:
             raise ValueError("must be a positive number")
         return value
+
+    @field_validator("worker_processes")
+    @classmethod
+    def _worker_processes(cls, value: int) -> int:
+        if value < -1:
+            raise ValueError("must be -1 (automatic), 0 (in the serve process) or a number of processes")
+        return value
+
+    def serve_worker_processes(self) -> int:
+        """-1 means: one worker process beside the API and SMTP server when there are two cores."""
+        if self.worker_processes >= 0:
+            return self.worker_processes
+        return 1 if (os.cpu_count() or 1) > 1 else 0
 
     @field_validator("database_url")
     @classmethod
@@ -187,6 +202,14 @@ class Settings(BaseSettings):
             raise ValueError("CONDUIT_SECRET_KEY must be at least 32 characters")
         return self
 
+    @field_validator("previous_secret_keys")
+    @classmethod
+    def _previous_secret_keys(cls, value: str) -> str:
+        keys = [k.strip() for k in value.split(",") if k.strip()]
+        if any(len(k) < 32 for k in keys):
+            raise ValueError("every key must be at least 32 characters (keys are separated by commas)")
+        return ",".join(keys)
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -208,6 +231,11 @@ class Settings(BaseSettings):
     @property
     def public_base_url(self) -> str:
         return (self.base_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
+
+    @property
+    def previous_secret_key_list(self) -> tuple[str, ...]:
+        """Old secret keys, used only to decrypt secrets stored before a key change."""
+        return tuple(k for k in self.previous_secret_keys.split(",") if k)
 
     @property
     def public_domain_names(self) -> tuple[str, ...]:

@@ -27,6 +27,7 @@ from conduit.services.crypto import Crypto
 from conduit.smtp import server as smtp_server
 from conduit.smtp.authchecks import DnsForChecks, install_spf_dns
 from conduit.smtp.handler import SmtpContext
+from conduit.wake import listen_for_wakes
 
 log = logging.getLogger("conduit.runtime")
 ROLES = frozenset({"api", "smtp", "worker"})
@@ -55,11 +56,16 @@ async def _every(seconds: int, job: Callable[[], Awaitable[None]]) -> None:
         await asyncio.sleep(seconds)
 
 
-async def run(settings: Settings, *, roles: frozenset[str], stop: asyncio.Event | None = None) -> None:
-    """Run the roles until ``stop`` is set (by default: until SIGTERM or SIGINT)."""
+async def run(settings: Settings, *, roles: frozenset[str], stop: asyncio.Event | None = None,
+              on_accepted: Callable[[], None] | None = None, wake_fd: int | None = None) -> None:
+    """Run the roles until ``stop`` is set (by default: until SIGTERM or SIGINT).
+
+    Workers in other processes: ``on_accepted`` tells them about new mail (SMTP role), and a
+    worker reads such news from ``wake_fd`` (conduit/wake.py).
+    """
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
-    crypto = Crypto(settings.secret_key)
+    crypto = Crypto(settings.secret_key, settings.previous_secret_key_list)
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -76,13 +82,15 @@ async def run(settings: Settings, *, roles: frozenset[str], stop: asyncio.Event 
         client = delivery_client(settings)
         worker = Worker(settings=settings, sessions=sessions, crypto=crypto, client=client)
         tasks.append(asyncio.create_task(worker.run(stop), name="worker"))
+        if wake_fd is not None:
+            listen_for_wakes(wake_fd, worker.notify)
     smtp = None
     if "smtp" in roles:
         dns_checks = DnsForChecks(settings.dns_server_list, settings.dns_timeout)
         install_spf_dns(dns_checks)
         committer = GroupCommit(sessions, messages.accept_batch, size_of=lambda m: len(m.raw))
         ctx = SmtpContext(settings=settings, sessions=sessions, committer=committer, dns=dns_checks,
-                          on_accepted=worker.notify if worker else (lambda: None))
+                          on_accepted=worker.notify if worker else (on_accepted or (lambda: None)))
         smtp = await smtp_server.start(ctx)
     api = _api_server(settings, engine) if "api" in roles else None
     if api is not None:

@@ -49,8 +49,9 @@ async def claim(session: AsyncSession, *, limit: int, lease: timedelta) -> list[
 
 
 async def next_due_at(session: AsyncSession) -> datetime | None:
-    """When the earliest queued job becomes due (for the worker's sleep)."""
-    return await session.scalar(select(DeliveryJob.next_attempt_at).where(DeliveryJob.status == "queued")
+    """When the earliest queued job that no worker holds becomes due (for the worker's sleep)."""
+    return await session.scalar(select(DeliveryJob.next_attempt_at)
+                                .where(DeliveryJob.status == "queued", DeliveryJob.locked_until.is_(None))
                                 .order_by(DeliveryJob.next_attempt_at).limit(1))
 
 

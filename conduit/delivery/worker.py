@@ -27,6 +27,7 @@ from conduit.services.crypto import Crypto
 
 log = logging.getLogger("conduit.worker")
 IDLE_POLL = 1.0  # seconds between looks at the queue when nothing woke us
+MIN_SLEEP = 0.02  # seconds: never spin on a job that is due but could not be claimed
 CLAIM_BATCH = 50
 INACTIVE_RECHECK = 60.0  # seconds between looks at a paused webhook's queued mail
 Claimed = tuple[DeliveryJob, Message, Webhook]
@@ -70,8 +71,21 @@ class Worker:
                 self._in_flight.add(task)
                 task.add_done_callback(self._done)
             if free <= 0 or len(jobs) < min(free, CLAIM_BATCH):  # no free slot, or queue drained: wait
-                await _wait_any(stop, self.wake, timeout=IDLE_POLL)
+                timeout = await self._until_next_due() if free > 0 and not jobs else IDLE_POLL
+                await _wait_any(stop, self.wake, timeout=timeout)
         await self.drain()
+
+    async def _until_next_due(self) -> float:
+        """Seconds to sleep with nothing due: until the earliest retry, at most IDLE_POLL (other
+        processes may queue mail without waking this one)."""
+        try:
+            async with self.sessions() as db:
+                due = await queue.next_due_at(db)
+        except Exception:  # noqa: BLE001 - the next claim reports a database problem
+            return IDLE_POLL
+        if due is None:
+            return IDLE_POLL
+        return min(IDLE_POLL, max(MIN_SLEEP, (due - now()).total_seconds()))
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)

@@ -1,0 +1,85 @@
+"""`conduit serve` on several cores: the API and the SMTP server run in this process, delivery
+workers in child processes (CONDUIT_WORKER_PROCESSES; by default one on a multi-core machine).
+
+Python runs one thread of Python code per process at a time, so a single process uses one core
+however busy it is; mail parsing and delivery in their own process get the second. The children
+are ``conduit worker`` processes started with a *wake pipe*: after each commit the SMTP server
+writes a byte to it, and a worker reading it looks at the queue at once instead of at its next
+poll. A child dies with its parent (``PR_SET_PDEATHSIG``), so a killed ``serve`` leaves no
+worker behind; a child that exits on its own stops ``serve`` (with an error, for the service
+manager to restart it), since mail would otherwise pile up undelivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import sys
+
+from conduit.config import Settings
+from conduit.runtime import run
+from conduit.wake import WakePipe
+
+log = logging.getLogger("conduit.runtime")
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Linux: get SIGTERM when the serve process dies, even by SIGKILL."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent_pid:  # it died before the call above took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+async def serve(settings: Settings, *, config: str | None) -> None:
+    """API + SMTP here, ``settings.serve_worker_processes()`` workers as children (none: in here)."""
+    count = settings.serve_worker_processes()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if count == 0:
+        await run(settings, roles=frozenset({"api", "smtp", "worker"}), stop=stop)
+        return
+    read_fd, write_fd = os.pipe()
+    pipe = WakePipe(write_fd)
+    args = [sys.executable, "-m", "conduit", *(["--config", config] if config else []), "worker",
+            "--wake-fd", str(read_fd), "--parent-pid", str(os.getpid())]
+    children = [await asyncio.create_subprocess_exec(*args, pass_fds=(read_fd,)) for _ in range(count)]
+    os.close(read_fd)
+    log.info("event=worker_processes_started count=%d pids=%s", count, ",".join(str(c.pid) for c in children))
+    failed: list[int] = []
+
+    async def watch(child: asyncio.subprocess.Process) -> None:
+        code = await child.wait()
+        if not stop.is_set():
+            log.error("event=worker_process_exited pid=%d code=%s", child.pid, code)
+            failed.append(child.pid)
+            stop.set()
+
+    watchers = [asyncio.create_task(watch(child)) for child in children]
+    try:
+        await run(settings, roles=frozenset({"api", "smtp"}), stop=stop, on_accepted=pipe.notify)
+    finally:
+        stop.set()
+        for child in children:
+            if child.returncode is None:
+                child.terminate()
+        # Workers let deliveries in flight finish (bounded by the HTTP timeout), then exit.
+        grace = settings.delivery_timeout + 10
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(c.wait() for c in children)), grace)
+        for child in children:
+            if child.returncode is None:
+                child.kill()
+                await child.wait()
+        for task in watchers:
+            task.cancel()
+        pipe.close()
+    if failed:
+        raise RuntimeError(f"worker process {failed[0]} exited; serve stopped so that it can be restarted whole")
