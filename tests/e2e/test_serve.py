@@ -288,3 +288,54 @@ def test_migrate_reports_an_unreachable_database_in_one_line(tmp_path):
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "CONDUIT_DATABASE_URL" in lines[0], result.stderr
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a reparented child may wait a while to be reaped)."""
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return status[status.rindex(")") + 2] != "Z"
+
+
+def _eventually(check, timeout: float = 30.0):  # noqa: ANN001, ANN202
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    pytest.fail(f"not within {timeout} s: {check}")
+
+
+def test_serve_delivers_from_a_child_worker_process_that_dies_with_it(start):
+    server = start(CONDUIT_WORKER_PROCESSES="1")
+    (child,) = _eventually(lambda: _children(server.process.pid))
+    assert "conduit worker" in Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+    server.process.kill()  # SIGKILL: serve gets no chance to stop its children itself
+    server.process.wait()
+    _eventually(lambda: not _running(child))
+
+
+def test_serve_stops_with_an_error_when_its_worker_process_dies(start):
+    server = start(CONDUIT_WORKER_PROCESSES="1")
+    (child,) = _eventually(lambda: _children(server.process.pid))
+
+    os.kill(child, signal.SIGKILL)
+
+    assert server.process.wait(timeout=STOP_TIMEOUT + 20) != 0
+    assert f"worker process {child} exited" in server.output()
+
+
+def test_serve_without_worker_processes_runs_every_role_in_one_process(start):
+    server = start(CONDUIT_WORKER_PROCESSES="0")  # serve starts its children before the API answers
+    assert _children(server.process.pid) == []
