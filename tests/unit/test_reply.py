@@ -1,6 +1,9 @@
-"""reply_text's line-start search finds exactly what mail-parser-reply's own findall finds."""
+"""reply_text's header search finds exactly what mail-parser-reply's own findall finds."""
 
 from __future__ import annotations
+
+import re
+from itertools import chain
 
 import pytest
 from mailparser_reply.parser import EmailMessage
@@ -10,14 +13,17 @@ from conduit.mail import reply
 HEADERS = [
     "On Mon, 3 Mar 2025 at 10:00, Bob <bob@example.com> wrote:",
     "> On Tue, Bob wrote:",
+    "On Mon, 3 Mar 2025, Bob\n<bob@example.com> wrote:",
     "Am 03.03.2025 um 10:00 schrieb Bob <bob@example.com>:",
     "Le lun. 3 mars 2025 à 10:00, Bob <bob@example.com> a écrit :",
     "El lun, 3 mar 2025 a las 10:00, Bob (<bob@example.com>) escribió:",
+    "2025年3月3日 10:00 Bob <bob@example.com> 写道：",
     "From: Bob <bob@example.com>\nSent: Monday\nTo: Alice\nSubject: Plans",
     "*From:* Bob\n*Sent:* Monday\n*To:* Alice",
     "Von: Bob\nGesendet: Montag\nAn: Alice\nBetreff: Pläne",
     "-----Original Message-----",
     "---------- Forwarded message ---------\nFrom: Bob <bob@example.com>\nDate: Mon\nSubject: x",
+    "-----Oprindelig meddelelse-----\nFra: Bob\nSendt: mandag\nTil: Alice",
 ]
 
 BODIES = [
@@ -27,38 +33,61 @@ BODIES = [
     "{header}\nonly history",
     "no newline at end {header}",
     "Signature test\n\n--\nBob\n\n{header}\n> x",
-    "Mid-line separator -----Oprindelig meddelelse-----\nFra: Bob\nSendt: mandag\nTil: Alice\n{header}",
+    "Mid-line separator {header}\nmore",
+]
+
+PLAIN = [
+    "La de da de da 1.\nLa de da de da 2.\n" * 100,  # what smtp-source sends: no ":" at all
+    "A plain note with a time, 10:00, and a link https://example.com/a-b\n" * 20,
+    "Only dashes -- here - and there\n" * 10,
 ]
 
 
 def _texts() -> list[str]:
-    return [body.format(header=header) for body in BODIES for header in HEADERS]
+    return [body.format(header=header) for body in BODIES for header in HEADERS] + PLAIN
 
 
-def test_the_library_pattern_can_only_begin_at_a_few_characters():
-    """Line starts, line breaks and the "-" of separators; were it None, reply.py would use
-    the library's own (slow) findall."""
-    assert reply._HEADER_STARTS == {"^", "\n", "-"}
+def _library(text: str) -> EmailMessage:
+    return EmailMessage(text=text, languages=list(reply.LANGUAGES), keep_hyphen_lists=True)
 
 
-def test_start_set_of_small_patterns():
-    import re
-    assert reply.start_set(re.compile(r"^ab|(?:x)?-c", re.M)) == {"^", "x", "-"}
-    assert reply.start_set(re.compile(r"(?!no)[ab]+c")) == {"a", "b"}
-    assert reply.start_set(re.compile(r"\w+")) is None
-    assert reply.start_set(re.compile(r"a?")) is None  # may match empty anywhere
+def test_the_header_pattern_is_understood():
+    """Otherwise reply.py hands the library its own slow search (still correct, not faster)."""
+    assert reply._HEADERS is not None
+    assert all(needed and not any(c.isalnum() for c in needed) for needed in reply._HEADERS.needed)
+    assert reply.start_set(reply._LIBRARY_HEADERS.pattern, reply._LIBRARY_HEADERS.flags) == {"^", "\n", "-"}
 
 
 @pytest.mark.parametrize("text", _texts())
-def test_line_start_search_finds_what_findall_finds(text):
-    message = EmailMessage(text=text, languages=list(reply.LANGUAGES), keep_hyphen_lists=True)
-    regex = message.HEADER_REGEX
-    assert reply._StartSetSearch(regex, reply._HEADER_STARTS).findall(message.text) == regex.findall(message.text)
+def test_header_search_captures_what_findall_captures(text):
+    """The library reads findall's captured groups flattened, in order, empty ones left out."""
+    message = _library(text)
+    expected = [g for g in chain.from_iterable(message.HEADER_REGEX.findall(message.text)) if g]
+    found = [g for g in chain.from_iterable(reply._HEADERS.findall(message.text)) if g]
+    assert found == expected
 
 
 @pytest.mark.parametrize("text", _texts())
 def test_reply_text_is_what_the_library_gives(text):
-    expected = EmailMessage(text=text, languages=list(reply.LANGUAGES), keep_hyphen_lists=True).read().replies
+    expected = _library(text).read().replies
     result, extracted = reply.reply_text(text)
     assert extracted
     assert result == (expected[0].body if expected else text)
+
+
+def test_start_set_of_small_patterns():
+    assert reply.start_set(r"^ab|(?:x)?-c", re.M) == {"^", "x", "-"}
+    assert reply.start_set(r"(?!no)[ab]+c", 0) == {"a", "b"}
+    assert reply.start_set(r"\w+", 0) is None
+    assert reply.start_set(r"a?", 0) is None  # may match empty anywhere
+
+
+def test_needed_chars_of_small_patterns():
+    assert reply.needed_chars(r"On .* wrote:", 0) == {":"}
+    assert reply.needed_chars(r"a(?:-|:)b", 0) == {"-", ":"}
+    assert reply.needed_chars(r"x?:?", 0) is None  # nothing is needed
+    assert reply.needed_chars(r"abc", 0) is None  # letters only: not used
+
+
+def test_split_alternatives_respects_groups_classes_and_escapes():
+    assert reply.split_alternatives(r"a(b|c)|[|]\||d") == ["a(b|c)", r"[|]\|", "d"]
