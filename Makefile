@@ -46,3 +46,8 @@ bench: $(STAMP)
 	@$(VENV)/bin/python -c 'import matplotlib' 2>/dev/null || $(VENV)/bin/pip install --quiet matplotlib
 	@[ -x $(VENV)/bin/py-spy ] || $(VENV)/bin/pip install --quiet py-spy
 	$(VENV)/bin/python bench/run.py
+
+## Memory of one 25 MiB message per Conduit process (docs/performance.md); BENCH_MEMORY_MIB to change it.
+.PHONY: bench-memory
+bench-memory: $(STAMP)
+	$(VENV)/bin/python bench/memory.py

@@ -420,7 +420,7 @@ class _Attachment:
     content_type: str
     content_id: str | None
     disposition: str | None
-    data: bytes
+    data: bytes | bytearray
 
 
 def _body_parts(raw: bytes, root: _Part, warnings: _Warnings) -> tuple[str | None, str | None, list[_Attachment]]:
@@ -454,7 +454,7 @@ def _body_parts(raw: bytes, root: _Part, warnings: _Warnings) -> tuple[str | Non
     return text, html, attachments
 
 
-def _part_bytes(raw: bytes, part: _Part, cte: str, warnings: _Warnings) -> bytes:
+def _part_bytes(raw: bytes, part: _Part, cte: str, warnings: _Warnings) -> bytes | bytearray:
     """The part's content with its transfer encoding undone (the one copy that is made)."""
     what = f"part {part.number}"
     if cte == "base64":
@@ -468,9 +468,10 @@ def _part_bytes(raw: bytes, part: _Part, cte: str, warnings: _Warnings) -> bytes
         return body.tobytes()
 
 
-def _b64decode(raw: bytes, start: int, end: int, what: str, warnings: _Warnings) -> bytes:
+def _b64decode(raw: bytes, start: int, end: int, what: str, warnings: _Warnings) -> bytearray:
     """Lenient base64 like the stdlib's (foreign characters skipped, padding repaired),
-    decoded in chunks so the encoded text is never copied whole."""
+    decoded in chunks so the encoded text is never copied whole (nor the decoded one: the
+    bytearray is returned as it is)."""
     out = bytearray()
     carry = b""
     for offset in range(start, end, _DECODE_CHUNK):
@@ -486,10 +487,10 @@ def _b64decode(raw: bytes, start: int, end: int, what: str, warnings: _Warnings)
         warnings.note(f"{what}: the base64 text ends with a stray character, which was dropped")
     elif carry:
         out += binascii.a2b_base64(carry + b"=" * (4 - len(carry)))
-    return bytes(out)
+    return out
 
 
-def _decode_text(data: bytes, charset: str | None, number: int, warnings: _Warnings) -> str:
+def _decode_text(data: bytes | bytearray, charset: str | None, number: int, warnings: _Warnings) -> str:
     """Declared charset, else UTF-8 (the usual truth behind a wrong label), else replacement."""
     what = f"part {number}"
     charset = charset or "us-ascii"
