@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 import logging
+import re
 import ssl
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, AnyStr
 
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword, syntax
 from sqlalchemy import select
 
 from conduit.db.models import SmtpPolicy
@@ -16,6 +20,13 @@ from conduit.smtp import replies
 from conduit.smtp.handler import ConduitHandler, SmtpContext
 
 log = logging.getLogger("conduit.smtp")
+
+# Control characters, and lone surrogates: aiosmtpd's stand-ins for bytes that are not UTF-8.
+# No SMTP argument contains them, and neither database can store them all (NUL, surrogates).
+_UNSTORABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+_MAX_HOSTNAME = 255  # the column that keeps HELO, and RFC 1035's limit
+_END_OF_DATA = b"\r\n.\r\n"
+_ABORT_AFTER = 5.0  # seconds (at most the timeout) a closing session may take to flush its last reply
 
 
 class _Pending:
@@ -26,17 +37,108 @@ class _Pending:
 
 
 class ConduitSMTP(SMTP):
-    """aiosmtpd's SMTP with a cap on concurrent sessions and AUTH checked against the database.
+    """aiosmtpd's SMTP with a cap on concurrent sessions, AUTH checked against the database,
+    and hostile input answered (see tests/e2e/test_smtp_fuzz.py).
 
     aiosmtpd calls its authenticator synchronously, but checking a password means a database
     query and an Argon2 verification: its mechanisms hand us the credentials, we check them here.
     """
 
     def __init__(self, handler: ConduitHandler, limiter: SessionLimiter, **kwargs: Any) -> None:
+        # aiosmtpd keeps the per-command line limits in a class attribute, shared by every
+        # session, and raises MAIL's on every EHLO: each session gets its own here.
+        self.command_size_limits = collections.defaultdict(lambda: self.command_size_limit)
         super().__init__(handler, **kwargs)
         self.conduit_handler = handler
         self.limiter = limiter
         self._counted = False
+        for command in ("HELO", "EHLO", "MAIL", "RCPT"):
+            self._smtp_methods[command] = self._refusing_unstorable(self._smtp_methods[command])
+
+    def _refusing_unstorable(self, method: Callable[[str | None], Awaitable[None]]) -> Callable:
+        """Arguments that reach the handler (and the database) are checked first: a NUL or a
+        byte that is not UTF-8 made the commit fail, answered 451, and the sender retried."""
+        @functools.wraps(method)
+        async def checked(arg: str | None) -> None:
+            if arg and _UNSTORABLE.search(arg):
+                await self.push(replies.INVALID_CHARACTERS)
+            elif arg and method.__name__ in ("smtp_HELO", "smtp_EHLO") and len(arg) > _MAX_HOSTNAME:
+                await self.push(replies.BAD_HOSTNAME)
+            else:
+                if method.__name__ == "smtp_EHLO":
+                    self.command_size_limits.clear()  # EHLO adds SIZE and SMTPUTF8's allowance again
+                await method(arg)
+        return checked
+
+    async def push(self, status: AnyStr) -> None:
+        if isinstance(status, str):
+            status = replies.AIOSMTPD_REWORDED.get(status, status)
+        await super().push(status)
+
+    def _timeout_cb(self) -> None:
+        """Say why before closing; a client that reads nothing cannot hold its session (and its
+        place under the session cap) by leaving the last replies unflushed: it is cut."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        log.info("event=smtp_timeout peer=%r", self.session.peer if self.session else None)
+        transport = self.transport
+        transport.write(f"{replies.TIMEOUT}\r\n".encode())
+        transport.close()
+        self.loop.call_later(min(_ABORT_AFTER, self._timeout_duration), transport.abort)
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str | None) -> None:  # noqa: N802
+        """aiosmtpd's DATA, keeping the message in one buffer: aiosmtpd keeps a bytearray per
+        line (about 60 bytes each), so a message of empty lines cost 80 times its size. Lines
+        longer than RFC 5321's 1000 octets are taken as they are (aiosmtpd answered 500)."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        if not self.envelope.rcpt_tos:
+            await self.push("503 5.5.1 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 5.5.4 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        content = await self._read_message()
+        if content is None:
+            self._set_post_data_state()
+            await self.push(replies.MESSAGE_TOO_BIG)
+            return
+        self.envelope.content = self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
+
+    async def _read_message(self) -> bytes | None:
+        """The message up to <CRLF>.<CRLF> (only that ends it: no bare LF, RFC 5321 4.1.1.4),
+        dot-unstuffed. None when it is over the size limit: the rest is still read, and dropped,
+        so that the 552 comes after the end of data (RFC 5321 4.2.5)."""
+        limit = self.data_size_limit or float("inf")
+        # The CRLF that ended the DATA command: the end of data may follow it at once.
+        buffer = bytearray(b"\r\n")
+        too_big = False
+        while not buffer.endswith(_END_OF_DATA):
+            try:
+                # Ends every line that is a dot; whether a CRLF came before it is checked above.
+                chunk = await self._reader.readuntil(b".\r\n")
+            except asyncio.LimitOverrunError as overrun:  # no dot line in the reader's buffer yet
+                chunk = await self._reader.read(overrun.consumed)
+            except asyncio.IncompleteReadError:  # the client hung up mid-message
+                if self.transport is not None:
+                    self.transport.close()
+                raise asyncio.CancelledError from None
+            buffer += chunk
+            if too_big or len(buffer) > limit + len(_END_OF_DATA):
+                too_big = True
+                del buffer[: -len(_END_OF_DATA)]  # kept: the end of data may straddle the next chunk
+        del buffer[-3:]  # the terminating ".\r\n"; its CRLF ends the last line
+        if too_big or len(buffer) - 2 > limit:
+            return None
+        if b"\r\n." in buffer:
+            buffer = buffer.replace(b"\r\n.", b"\r\n")  # a line's leading dot was doubled
+        with memoryview(buffer) as content:
+            return bytes(content[2:])
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         first = self.transport is None  # STARTTLS calls this again for the same session
@@ -68,7 +170,8 @@ class ConduitSMTP(SMTP):
             return result  # aiosmtpd already answered (bad base64, aborted challenge)
         login = result.credentials.login.decode("utf-8", "replace")
         password = result.credentials.password.decode("utf-8", "replace")
-        matched = await _policies_for(self.conduit_handler.ctx, login, password)
+        # A NUL in the login failed the (PostgreSQL) query: 451, and the client tried again.
+        matched = [] if _UNSTORABLE.search(login) else await _policies_for(self.conduit_handler.ctx, login, password)
         if not matched:
             return AuthResult(success=False, handled=False, message=replies.AUTH_FAILED)
         self.conduit_handler.auth_user = login
