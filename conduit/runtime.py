@@ -1,8 +1,10 @@
 """Starts the roles in one asyncio loop and shuts them down in order on SIGTERM/SIGINT.
 
 Roles share nothing but the database: ``api`` (HTTP), ``smtp`` (inbound mail) and ``worker``
-(deliveries), plus periodic maintenance. When the SMTP server and the worker share a process,
-the server wakes the worker directly instead of waiting for its next look at the queue.
+(deliveries), plus periodic maintenance. New mail wakes the worker at once: directly when the
+SMTP server and the worker share a process, through `conduit serve`'s wake pipe for its worker
+processes (conduit/wake.py), and by PostgreSQL NOTIFY for workers anywhere else
+(conduit/delivery/notify.py); otherwise workers look at the queue at least once a second.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from conduit.api.app import create_app
 from conduit.config import Settings
 from conduit.db.engine import create_engine, session_factory, transaction
 from conduit.db.group_commit import GroupCommit
+from conduit.delivery import notify
 from conduit.delivery.http import delivery_client
 from conduit.delivery.worker import Worker
 from conduit.services import maintenance, messages
@@ -84,6 +87,8 @@ async def run(settings: Settings, *, roles: frozenset[str], stop: asyncio.Event 
         tasks.append(asyncio.create_task(worker.run(stop), name="worker"))
         if wake_fd is not None:
             listen_for_wakes(wake_fd, worker.notify)
+        if engine.dialect.name == "postgresql":
+            tasks.append(asyncio.create_task(notify.listen(settings.database_url, worker.notify, stop), name="listen"))
     smtp = None
     if "smtp" in roles:
         dns_checks = DnsForChecks(settings.dns_server_list, settings.dns_timeout)

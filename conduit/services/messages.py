@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from conduit.clock import new_id, now
 from conduit.db.models import DeliveryJob, DeliveryLog, Message
-from conduit.delivery import queue
+from conduit.delivery import notify, queue
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ async def accept_batch(session: AsyncSession, batch: Sequence[Incoming]) -> None
     jobs = [queue.new_job(item.id, webhook_id, rcpt, at) for item in batch for webhook_id, rcpt in item.targets.items()]
     if jobs:
         await session.execute(insert(DeliveryJob), jobs)
+        await notify.announce(session)
     rejections = [_rejection_row(webhook_id, item.receipt.mail_from, reason, item.id, at)
                   for item in batch for webhook_id, reason in item.rejected]
     if rejections:

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from conduit.clock import is_id, new_id
 from conduit.db.models import Account, DeliveryJob, DeliveryLog, Message, SmtpPolicy, Webhook
-from conduit.delivery import queue
+from conduit.delivery import notify, queue
 from conduit.delivery.templates import compile_template
 from conduit.errors import Conflict, Invalid, NotFound
 from conduit.net.targets import public_addresses
@@ -200,6 +200,7 @@ async def redeliver(session: AsyncSession, account: Account, webhook_id: str, lo
     rcpt = next((r for r in message.rcpt_to if r.lower() == webhook.address), message.rcpt_to[0] if message.rcpt_to
                 else webhook.address)
     (job,) = queue.enqueue(session, message, [(webhook.id, rcpt)])
+    await notify.announce(session)
     await audit.record(session, account.id, "webhook.redelivery_queued", webhook_id=webhook.id,
                        message_id=message.id, job_id=job.id)
     return job
