@@ -4,6 +4,7 @@ webhook with an audit entry. All in the caller's transaction."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,6 +20,8 @@ from conduit.delivery import queue
 from conduit.delivery.http import HttpOutcome
 from conduit.delivery.retry import RetryDecision
 from conduit.services import audit
+
+log = logging.getLogger("conduit.worker")
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,11 @@ async def record_attempts(session: AsyncSession, attempts: Sequence[Attempt], *,
     """Record a group of attempts (the worker's group commit). Successes, nearly all of them
     under load, are written with a few statements for the whole group; failures one by one."""
     keep_raw = settings.keep_raw_days > 0
+    held = await queue.still_held(session, [a.job for a in attempts])
+    for attempt in attempts:
+        if attempt.job.id not in held:
+            log.warning("event=lease_lost job=%s status=%s", attempt.job.id, attempt.outcome.status)
+    attempts = [a for a in attempts if a.job.id in held]
     delivered = [a for a in attempts if a.delivered]
     if delivered:
         await session.execute(insert(DeliveryLog), [

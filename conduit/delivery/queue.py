@@ -55,6 +55,17 @@ async def next_due_at(session: AsyncSession) -> datetime | None:
                                 .order_by(DeliveryJob.next_attempt_at).limit(1))
 
 
+async def still_held(session: AsyncSession, jobs: Sequence[DeliveryJob]) -> set[str]:
+    """The ids of ``jobs`` still under the lease they were claimed with, locked until the caller
+    commits. A job missing here was taken over by another worker after its lease ran out: that
+    worker records it, so this one must not (else one delivery is logged twice)."""
+    if not jobs:
+        return set()
+    leases = or_(*[and_(DeliveryJob.id == job.id, DeliveryJob.locked_until == job.locked_until) for job in jobs])
+    return set(await session.scalars(select(DeliveryJob.id).where(DeliveryJob.status == "queued", leases)
+                                     .with_for_update()))
+
+
 async def finish_many(session: AsyncSession, jobs: Sequence[DeliveryJob], *, status: str, error: str = "",
                       keep_raw: bool) -> None:
     """Mark jobs delivered or failed; drop each raw message once no job needs it."""
