@@ -302,12 +302,28 @@ def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
 
 
 def _persisted_secret_key(path: Path) -> str:
-    """Read the generated key, or create it (mode 0600) on first start."""
-    if path.exists():
-        key = path.read_text().strip()
-        if len(key) < 32:
-            raise ConfigError(f"invalid setting CONDUIT_SECRET_KEY: the key in {path} is shorter than 32 characters")
-        return key
+    """Read the generated key, or create it (mode 0600) on first start.
+
+    Several processes may start at once (serve and its workers, or a cluster's first start on
+    one host): the key is written whole to a private file, then linked into place, so a reader
+    never sees a half-written key, and whoever links first wins."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(48) + "\n")
+            try:
+                os.link(draft, path)
+            except FileExistsError:
+                pass  # another process was first: its key is the key
+        finally:
+            draft.unlink(missing_ok=True)
+    key = path.read_text().strip()
+    if len(key) < 32:
+        raise ConfigError(f"invalid setting CONDUIT_SECRET_KEY: the key in {path} is shorter than 32 characters")
+    return key
     path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(48)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

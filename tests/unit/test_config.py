@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -106,6 +108,20 @@ def test_a_secret_key_is_generated_next_to_the_database_once(tmp_path):
     assert len(first.secret_key) >= 32
     assert key_file.read_text().strip() == first.secret_key
     assert load_settings(database_url=url).secret_key == first.secret_key
+
+
+def test_processes_starting_together_agree_on_one_generated_key(tmp_path):
+    """As serve and its worker processes, or several roles on a fresh host, do."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/data/conduit.db"
+    script = ("import sys; from conduit.config import load_settings; "
+              "print(load_settings(database_url=sys.argv[1]).secret_key)")
+    starts = [subprocess.Popen([sys.executable, "-c", script, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True) for _ in range(8)]
+    results = [process.communicate(timeout=60) for process in starts]
+    assert [err for _, err in results if err] == []
+    keys = {out.strip() for out, _ in results}
+    assert keys == {(tmp_path / "data" / "conduit.secret").read_text().strip()}
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["conduit.secret"]  # no drafts left
 
 
 def test_each_installation_gets_its_own_key(tmp_path):
