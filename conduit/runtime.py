@@ -10,15 +10,11 @@ processes (conduit/wake.py), and by PostgreSQL NOTIFY for workers anywhere else
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
 
-import uvicorn
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from conduit.api.app import create_app
 from conduit.config import Settings
 from conduit.db.engine import create_engine, session_factory, transaction
 from conduit.db.group_commit import GroupCommit
@@ -34,20 +30,6 @@ from conduit.wake import listen_for_wakes
 
 log = logging.getLogger("conduit.runtime")
 ROLES = frozenset({"api", "smtp", "worker"})
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn inside our loop: signals are ours, so its own capture is switched off."""
-
-    def capture_signals(self) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
-
-
-def _api_server(settings: Settings, engine: AsyncEngine) -> _EmbeddedServer:
-    config = uvicorn.Config(create_app(settings, engine), host=settings.http_host, port=settings.http_port,
-                            loop="none", lifespan="off", access_log=False, server_header=False,
-                            proxy_headers=False, log_config=None)
-    return _EmbeddedServer(config)
 
 
 async def _every(seconds: int, job: Callable[[], Awaitable[None]]) -> None:
@@ -97,7 +79,11 @@ async def run(settings: Settings, *, roles: frozenset[str], stop: asyncio.Event 
         ctx = SmtpContext(settings=settings, sessions=sessions, committer=committer, dns=dns_checks,
                           on_accepted=worker.notify if worker else (on_accepted or (lambda: None)))
         smtp = await smtp_server.start(ctx)
-    api = _api_server(settings, engine) if "api" in roles else None
+    api = None
+    if "api" in roles:
+        from conduit.api.server import api_server
+
+        api = api_server(settings, engine)
     if api is not None:
         tasks.append(asyncio.create_task(api.serve(), name="api"))
         log.info("event=role_started role=api url=http://%s:%s", settings.http_host, settings.http_port)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import logging
 import hashlib
 import hmac
@@ -32,8 +33,13 @@ from conduit.errors import ConduitError
 log = logging.getLogger("conduit.crypto")
 
 _hasher = PasswordHasher()  # argon2-cffi defaults: Argon2id, RFC 9106 "low memory" profile
-# Verified against when an email is unknown, so both paths cost one Argon2 verification.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when an email is unknown, so both paths cost one Argon2 verification.
+    Made on first use, not at import: processes that never check a password skip the cost."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 def derive_key(secret_key: str, purpose: str) -> bytes:
@@ -119,7 +125,7 @@ async def hash_password(password: str) -> str:
 
 async def verify_password(password_hash: str | None, password: str) -> bool:
     """True when it matches; an unknown account (None) still costs one verification."""
-    return await asyncio.to_thread(_verify, password_hash or _DUMMY_HASH, password, password_hash is not None)
+    return await asyncio.to_thread(_verify, password_hash or _dummy_hash(), password, password_hash is not None)
 
 
 def _verify(password_hash: str, password: str, real: bool) -> bool:
