@@ -61,17 +61,21 @@ class Worker:
             self.wake.clear()
             free = self.settings.worker_concurrency - len(self._in_flight)
             jobs: list[Claimed] = []
+            claim_failed = False
             if free > 0:
                 try:
                     jobs = await self._claim(min(free, CLAIM_BATCH))
                 except Exception as exc:  # noqa: BLE001 - database down: wait and try again
                     log.error("event=claim_failed error=%r", exc)
+                    claim_failed = True
             for job in jobs:
                 task = asyncio.create_task(self.deliver(*job))
                 self._in_flight.add(task)
                 task.add_done_callback(self._done)
             if free <= 0 or len(jobs) < min(free, CLAIM_BATCH):  # no free slot, or queue drained: wait
-                timeout = await self._until_next_due() if free > 0 and not jobs else IDLE_POLL
+                # After a failed claim (a read-only or full disk still answers reads): a full
+                # IDLE_POLL, not the next due job's time, or the worker would retry in a tight loop.
+                timeout = await self._until_next_due() if free > 0 and not jobs and not claim_failed else IDLE_POLL
                 await _wait_any(stop, self.wake, timeout=timeout)
         await self.drain()
 

@@ -4,22 +4,16 @@ start it again, and every message that got 250 is delivered, none logged as deli
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 from collections import Counter
-from pathlib import Path
 
 import aiosmtplib
 import httpx
 import pytest
 
+from tests.support.conduit_process import PUBLIC, Conduit
 from tests.support.conversation import _mail
-from tests.support.pipeline import free_port, wait_for_port
 from tests.support.receiver import Receiver, Reply
 
-PUBLIC = "in.example"
 MESSAGES = 60
 
 
@@ -30,39 +24,6 @@ async def receiver():
     await r.start()
     yield r
     await r.stop()
-
-
-class Conduit:
-    """`conduit serve` as a child process on free ports."""
-
-    def __init__(self, tmp_path: Path, database_url: str) -> None:
-        self.http_port, self.smtp_port = free_port(), free_port()
-        self.env = {**os.environ, "CONDUIT_DATABASE_URL": database_url, "CONDUIT_HTTP_PORT": str(self.http_port),
-                    "CONDUIT_SMTP_PORT": str(self.smtp_port), "CONDUIT_SECRET_KEY": "k" * 40,
-                    "CONDUIT_PUBLIC_DOMAINS": PUBLIC, "CONDUIT_ALLOW_PRIVATE_TARGETS": "true",
-                    "CONDUIT_INBOUND_AUTH_CHECKS": "false", "CONDUIT_RETRY_SCHEDULE": "0,0.5,0.5,0.5",
-                    # A short HTTP timeout makes a short lease: the killed worker's jobs resume soon.
-                    "CONDUIT_DELIVERY_TIMEOUT": "1",
-                    "CONDUIT_LOG_LEVEL": "WARNING"}
-        self.log = tmp_path / "conduit.log"
-        self.process: subprocess.Popen | None = None
-
-    async def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "conduit", "serve"], env=self.env,
-                                            stdout=log, stderr=subprocess.STDOUT)
-        await wait_for_port(self.smtp_port, timeout=30)
-        await wait_for_port(self.http_port, timeout=30)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(20)
 
 
 async def test_sigkill_mid_delivery_loses_nothing_and_delivers_once(tmp_path, database_url, receiver):

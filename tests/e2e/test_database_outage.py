@@ -1,5 +1,6 @@
 """Database unavailable while mail arrives (PostgreSQL): the SMTP server answers 451 4.3.0, never
-250; once the database takes connections again, new mail is accepted and delivered.
+250; once the database takes connections again, new mail is accepted and delivered, and so is mail
+accepted before the outage whose delivery the outage held up.
 
 The outage is real: the database is switched to ALLOW_CONNECTIONS false and every session on it
 is terminated, from an admin connection to the `postgres` database."""
@@ -7,20 +8,23 @@ is terminated, from an admin connection to the `postgres` database."""
 from __future__ import annotations
 
 import asyncio
-import smtplib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from email.message import EmailMessage
 
 import asyncpg
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from tests.factories import create_webhook
+from tests.support.conversation import _eventually
 from tests.support.pipeline import free_port, running
-from tests.support.receiver import verify_signature
+from tests.support.receiver import Reply, verify_signature
+from tests.support.smtp_client import attempt, final, queued_id
 
 PUBLIC = "in.example"
+RCPT = f"box@{PUBLIC}"
 
 
 @pytest.fixture
@@ -67,29 +71,6 @@ def _mail(subject: str) -> EmailMessage:
     return message
 
 
-async def _attempt(settings, message: EmailMessage) -> list[tuple[str, int, str]]:
-    """One SMTP transaction, step by step: every (command, code, text) the server answered."""
-    def talk() -> list[tuple[str, int, str]]:
-        replies: list[tuple[str, int, str]] = []
-        with smtplib.SMTP("127.0.0.1", settings.smtp_port, timeout=30) as smtp:
-            smtp.ehlo("client.example")
-            code, text = smtp.mail("ann@sender.example")
-            replies.append(("MAIL", code, text.decode()))
-            if code != 250:
-                return replies
-            code, text = smtp.rcpt(f"box@{PUBLIC}")
-            replies.append(("RCPT", code, text.decode()))
-            if code not in (250, 251):
-                return replies
-            try:
-                code, text = smtp.data(message.as_bytes())
-            except smtplib.SMTPDataError as exc:
-                code, text = exc.smtp_code, exc.smtp_error
-            replies.append(("DATA", code, text.decode()))
-        return replies
-    return await asyncio.to_thread(talk)
-
-
 async def _delivered(client, owner, webhook_id: str, count: int, timeout: float = 20.0) -> list[dict]:
     """The webhook's delivery logs once ``count`` deliveries are recorded as delivered."""
     deadline = asyncio.get_running_loop().time() + timeout
@@ -103,31 +84,71 @@ async def _delivered(client, owner, webhook_id: str, count: int, timeout: float 
         await asyncio.sleep(0.05)
 
 
-def _final(replies: list[tuple[str, int, str]]) -> tuple[str, int, str]:
-    return replies[-1]
-
-
 async def test_mail_during_a_database_outage_gets_451_and_mail_after_it_is_delivered(
         settings, database_url, client, alice, receiver):
     webhook = await create_webhook(client, alice, f"box@{PUBLIC}", receiver.url)
     async with running(settings):
-        before = await _attempt(settings, _mail("before the outage"))
-        assert _final(before)[:2] == ("DATA", 250), before
+        before = await attempt(settings.smtp_port, _mail("before the outage"), RCPT)
+        assert final(before)[:2] == ("DATA", 250), before
         await _delivered(client, alice, webhook["id"], 1)  # recorded, not just sent: nothing in flight
 
         async with database_refusing_connections(database_url):
-            during = [await _attempt(settings, _mail(f"during the outage {i}")) for i in range(3)]
+            during = [await attempt(settings.smtp_port, _mail(f"during the outage {i}"), RCPT) for i in range(3)]
 
-        after = await _attempt(settings, _mail("after the outage"))
+        after = await attempt(settings.smtp_port, _mail("after the outage"), RCPT)
         requests = await receiver.wait_for(2, timeout=20)
         logs = await _delivered(client, alice, webhook["id"], 2)
 
     for replies in during:
-        command, code, text = _final(replies)
+        command, code, text = final(replies)
         assert command in ("RCPT", "DATA"), replies
         assert (code, text.split(" ", 1)[0]) == (451, "4.3.0"), replies
         assert all(c != 250 for step, c, _ in replies if step in ("RCPT", "DATA")), replies
-    assert _final(after)[:2] == ("DATA", 250), after
+    assert final(after)[:2] == ("DATA", 250), after
     subjects = [verify_signature(webhook["secret"], r)["subject"] for r in requests]
     assert subjects == ["before the outage", "after the outage"]
     assert len(logs) == 2
+
+
+@pytest.mark.parametrize("settings_overrides", [{
+    "smtp_port": free_port(), "public_domains": PUBLIC, "allow_private_targets": True,
+    "inbound_auth_checks": False,
+    # The first retry falls inside the outage; a 2 s HTTP timeout makes a 7 s lease, so a delivery
+    # whose outcome could not be recorded is taken again soon after the database returns.
+    "retry_schedule": "0,3,1,1,1,1", "delivery_timeout": 2}])
+async def test_mail_accepted_before_an_outage_is_delivered_after_it(settings, database_url, engine, client, alice,
+                                                                    receiver):
+    webhook = await create_webhook(client, alice, RCPT, receiver.url)
+    # "refused": its first attempt gets 503, its retry comes due during the outage.
+    # "in flight": its first attempt is answered 200 only after the outage has begun, so the worker
+    # cannot record the outcome and the job must be delivered again from its expired lease.
+    receiver.reply(Reply(status=503), Reply(delay=1.5))
+    async with running(settings):
+        refused = queued_id(await attempt(settings.smtp_port, _mail("refused before"), RCPT))
+        await receiver.wait_for(1)
+        in_flight = queued_id(await attempt(settings.smtp_port, _mail("in flight"), RCPT))
+        await _claimed(engine, in_flight)  # its POST is on its way: the receiver holds it 1.5 s
+
+        async with database_refusing_connections(database_url):
+            during = await attempt(settings.smtp_port, _mail("during the outage"), RCPT)
+            await asyncio.sleep(3.5)  # the 503'd retry comes due and the slow 200 arrives, both meanwhile
+
+        after = queued_id(await attempt(settings.smtp_port, _mail("after the outage"), RCPT))
+        logs = await _delivered(client, alice, webhook["id"], 3)
+
+    assert final(during)[1] == 451, during
+    assert {log["smtp_message_id"] for log in logs} == {refused, in_flight, after}
+    assert len(logs) == 3  # each logged delivered once, though "in flight" reached the receiver twice
+    payloads = [verify_signature(webhook["secret"], r) for r in receiver.received]
+    assert sorted(p["subject"] for p in payloads) == [
+        "after the outage", "in flight", "in flight", "refused before", "refused before"]
+
+
+async def _claimed(engine, message_id: str) -> None:
+    """Wait until the worker has taken the message's delivery job (an attempt is counted)."""
+    query = text("SELECT attempts FROM delivery_jobs WHERE message_id = :id")
+
+    async def taken() -> bool:
+        async with engine.connect() as connection:
+            return (await connection.scalar(query, {"id": message_id})) == 1
+    await _eventually(taken)
