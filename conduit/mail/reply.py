@@ -23,6 +23,7 @@ import functools
 import re
 from re import _constants as sre  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
+from collections.abc import Iterator
 from typing import Any
 
 from mailparser_reply.constants import MAIL_LANGUAGES
@@ -32,6 +33,8 @@ SCAN_CHARS = 32 * 1024  # the quoted-history finder only reads the top of the te
 LANGUAGES = [lang for lang in MAIL_LANGUAGES if lang != "david"]  # "david" is a mail product
 _BLANK_RUNS = re.compile(r"\n(?:[^\S\n]*\n){2,}")  # mail-parser-reply is quadratic on blank-line runs
 _NEWLINE = re.compile("\n")
+_WHITESPACE_TO_LINE = re.compile(r"\s*\n")  # finditer: the first whitespace of each run holding a line break
+WHITESPACE_TO_LINE = "\\s^"  # a start-set member: see _first_of
 
 # -- what the parsed pattern says --------------------------------------------------------
 
@@ -60,14 +63,25 @@ def _first(op: Any, arg: Any) -> tuple[set[str] | None, bool]:
     if op in (sre.MAX_REPEAT, sre.MIN_REPEAT):
         first, empty = _first_of(arg[2])
         return first, empty or arg[0] == 0
-    if op in (sre.ASSERT, sre.ASSERT_NOT) and arg[0] == 1:
-        return set(), True  # a lookahead consumes nothing
+    if op in (sre.ASSERT, sre.ASSERT_NOT):
+        return set(), True  # a lookaround consumes nothing
     return None, False
+
+
+def _is_optional_whitespace(op: Any, arg: Any) -> bool:
+    """A ``\\s*``."""
+    return (op in (sre.MAX_REPEAT, sre.MIN_REPEAT) and arg[0] == 0 and len(arg[2]) == 1
+            and arg[2][0][0] is sre.IN and list(arg[2][0][1]) == [(sre.CATEGORY, sre.CATEGORY_SPACE)])
 
 
 def _first_of(items: Any) -> tuple[set[str] | None, bool]:
     chars: set[str] = set()
-    for op, arg in items:
+    items = list(items)
+    for at, (op, arg) in enumerate(items):
+        if _is_optional_whitespace(op, arg) and at + 1 < len(items) and items[at + 1] == (sre.AT, sre.AT_BEGINNING):
+            # "\s*^": begins where a run of whitespace reaching a line start begins, or at a line start.
+            chars |= {WHITESPACE_TO_LINE, "^"}
+            return chars, False
         first, empty = _first(op, arg)
         if first is None:
             return None, False
@@ -152,55 +166,67 @@ def split_alternatives(pattern: str) -> list[str]:
 # -- the search ---------------------------------------------------------------------------
 
 
-class _HeaderSearch:
-    """``findall`` of the library's header pattern, as tuples of captured text (as the library
-    reads it), looking only where a match is possible."""
+class _FastSearch:
+    """``findall`` and ``search`` of one of the library's patterns, with its matches, looking
+    only where a match is possible. With ``tuples``, findall gives every match as the tuple of
+    its captured groups (how the library reads the header search) and alternatives whose needed
+    character is absent are left out."""
 
-    def __init__(self, regex: re.Pattern[str]) -> None:
-        self.pattern, self.flags = regex.pattern, regex.flags
-        self.alternatives = split_alternatives(regex.pattern)
-        self.needed = [needed_chars(alt, regex.flags) for alt in self.alternatives]
+    def __init__(self, regex: re.Pattern[str], *, tuples: bool = False) -> None:
+        self.pattern, self.flags, self.tuples = regex.pattern, regex.flags, tuples
+        self.alternatives = split_alternatives(regex.pattern) if tuples else [regex.pattern]
+        self.needed = [needed_chars(alt, regex.flags) if tuples else None for alt in self.alternatives]
 
-    def findall(self, text: str) -> list[tuple[str, ...]]:
-        present = set(text)
+    def findall(self, text: str) -> list[Any]:
+        return [self._shape(match) for match in self._matches(text)]
+
+    def search(self, text: str) -> re.Match[str] | None:
+        return next(self._matches(text), None)
+
+    def _matches(self, text: str) -> Iterator[re.Match[str]]:
+        present = set(text) if self.tuples else set()
         usable = tuple(i for i, needed in enumerate(self.needed) if needed is None or needed & present)
         if not usable:
-            return []
+            return
         regex, starts = self._compiled(usable)
         if starts is None:
-            return [_captured(match) for match in regex.finditer(text)]
-        found: list[tuple[str, ...]] = []
+            yield from regex.finditer(text)
+            return
         resume = 0
         for start in _positions(text, starts, self.flags):
             if start < resume:
                 continue
             match = regex.match(text, start)
             if match is not None:
-                found.append(_captured(match))
+                yield match
                 resume = match.end() if match.end() > start else start + 1
-        return found
 
-    @functools.lru_cache(maxsize=64)  # noqa: B019 - one instance per process, kept for its life
+    def _shape(self, match: re.Match[str]) -> Any:
+        groups = match.re.groups
+        if self.tuples or groups > 1:
+            return tuple(group or "" for group in match.groups())
+        return match.group(groups) or ""
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - a few instances per process, kept for its life
     def _compiled(self, usable: tuple[int, ...]) -> tuple[re.Pattern[str], set[str] | None]:
         pattern = "|".join(self.alternatives[i] for i in usable)
         return re.compile(pattern, self.flags), start_set(pattern, self.flags)
 
 
 def _positions(text: str, starts: set[str], flags: int) -> list[int]:
-    positions = {m.start() for m in _char_class(frozenset(starts - {"^"}), flags & re.IGNORECASE).finditer(text)}
+    chars = frozenset(starts - {"^", WHITESPACE_TO_LINE})
+    positions = {m.start() for m in _char_class(chars, flags & re.IGNORECASE).finditer(text)}
     if "^" in starts:
         positions.add(0)
         positions.update(m.end() for m in _NEWLINE.finditer(text))
+    if WHITESPACE_TO_LINE in starts:
+        positions.update(m.start() for m in _WHITESPACE_TO_LINE.finditer(text))
     return sorted(positions)
 
 
 @functools.lru_cache(maxsize=64)
 def _char_class(chars: frozenset[str], flags: int) -> re.Pattern[str]:
     return re.compile("[" + "".join(re.escape(c) for c in sorted(chars)) + "]" if chars else "(?!)", flags)
-
-
-def _captured(match: re.Match[str]) -> tuple[str, ...]:
-    return tuple(group or "" for group in match.groups())
 
 
 def _splits_cleanly(regex: re.Pattern[str]) -> bool:
@@ -215,17 +241,32 @@ def _splits_cleanly(regex: re.Pattern[str]) -> bool:
         return False
 
 
-_LIBRARY_HEADERS = EmailMessage(text="", languages=list(LANGUAGES)).HEADER_REGEX
-_HEADERS = _HeaderSearch(_LIBRARY_HEADERS) if _splits_cleanly(_LIBRARY_HEADERS) else None
+_LIBRARY = EmailMessage(text="", languages=list(LANGUAGES), keep_hyphen_lists=True)
+_LIBRARY_HEADERS = _LIBRARY.HEADER_REGEX
+_HEADERS = _FastSearch(_LIBRARY_HEADERS, tuples=True) if _splits_cleanly(_LIBRARY_HEADERS) else None
+_SIGNATURES = _FastSearch(_LIBRARY.SIGNATURE_REGEX)
+_DISCLAIMERS = _FastSearch(_LIBRARY.DISCLAIMERS_REGEX)
+
+
+def _fast(regex: re.Pattern[str], search: _FastSearch | None) -> Any:
+    """Our search for the library's pattern, if it is the one it was built for."""
+    if search is not None and regex.pattern == search.pattern and regex.flags == search.flags:
+        return search
+    return regex
 
 
 class _ReplyParser(EmailMessage):
     @property
-    def HEADER_REGEX(self) -> Any:  # noqa: N802 - the library's name
-        regex = super().HEADER_REGEX
-        if _HEADERS is not None and regex.pattern == _HEADERS.pattern and regex.flags == _HEADERS.flags:
-            return _HEADERS
-        return regex
+    def HEADER_REGEX(self) -> Any:  # noqa: N802 - the library's names
+        return _fast(super().HEADER_REGEX, _HEADERS)
+
+    @property
+    def SIGNATURE_REGEX(self) -> Any:  # noqa: N802
+        return _fast(super().SIGNATURE_REGEX, _SIGNATURES)
+
+    @property
+    def DISCLAIMERS_REGEX(self) -> Any:  # noqa: N802
+        return _fast(super().DISCLAIMERS_REGEX, _DISCLAIMERS)
 
 
 def reply_text(text: str | None) -> tuple[str | None, bool]:

@@ -36,6 +36,19 @@ BODIES = [
     "Mid-line separator {header}\nmore",
 ]
 
+SIGNED = [
+    "Thanks for the update.\n\nBest regards,\nBob\n",
+    "See you.\n   \n  \n-- \nBob\nexample.com\n",
+    "See you.\n\n--\nBob\n",
+    "Quick note\n\nSent from my iPhone",
+    "Reply text\n\n   Gesendet von meinem Telefon\n",
+    "Reply\n\n________________________________\nFrom: Bob\nSent: Monday\n",
+    "Text.\nCAUTION: This email originated from outside of the organization. Do not click links in this mail.\n",
+    "Hello.  Disclaimer: the content of this e-mail is confidential.\nMit freundlichen Grüßen\nAnna",
+    "Best regards at the start is not a signature\nbut this line is text\n\nKind Regards\nBob",
+    "  \t \n\n  Thanks,\n Bob",
+]
+
 PLAIN = [
     "La de da de da 1.\nLa de da de da 2.\n" * 100,  # what smtp-source sends: no ":" at all
     "A plain note with a time, 10:00, and a link https://example.com/a-b\n" * 20,
@@ -44,7 +57,7 @@ PLAIN = [
 
 
 def _texts() -> list[str]:
-    return [body.format(header=header) for body in BODIES for header in HEADERS] + PLAIN
+    return [body.format(header=header) for body in BODIES for header in HEADERS] + SIGNED + PLAIN
 
 
 def _library(text: str) -> EmailMessage:
@@ -56,6 +69,10 @@ def test_the_header_pattern_is_understood():
     assert reply._HEADERS is not None
     assert all(needed and not any(c.isalnum() for c in needed) for needed in reply._HEADERS.needed)
     assert reply.start_set(reply._LIBRARY_HEADERS.pattern, reply._LIBRARY_HEADERS.flags) == {"^", "\n", "-"}
+    signatures = reply._LIBRARY.SIGNATURE_REGEX
+    assert reply.start_set(signatures.pattern, signatures.flags) == {"^", "\n", reply.WHITESPACE_TO_LINE}
+    disclaimers = reply._LIBRARY.DISCLAIMERS_REGEX
+    assert reply.start_set(disclaimers.pattern, disclaimers.flags) == {"^", "\n", "\r", ".", "!", "?"}
 
 
 @pytest.mark.parametrize("text", _texts())
@@ -68,6 +85,15 @@ def test_header_search_captures_what_findall_captures(text):
 
 
 @pytest.mark.parametrize("text", _texts())
+def test_signature_and_disclaimer_searches_find_what_the_library_finds(text):
+    message = _library(text)
+    expected = message.SIGNATURE_REGEX.search(message.text)
+    found = reply._SIGNATURES.search(message.text)
+    assert (found and found.span()) == (expected and expected.span())
+    assert reply._DISCLAIMERS.findall(message.text) == message.DISCLAIMERS_REGEX.findall(message.text)
+
+
+@pytest.mark.parametrize("text", _texts())
 def test_reply_text_is_what_the_library_gives(text):
     expected = _library(text).read().replies
     result, extracted = reply.reply_text(text)
@@ -77,6 +103,7 @@ def test_reply_text_is_what_the_library_gives(text):
 
 def test_start_set_of_small_patterns():
     assert reply.start_set(r"^ab|(?:x)?-c", re.M) == {"^", "x", "-"}
+    assert reply.start_set(r"\s*^--|(?<!\A)^x", re.M) == {"^", reply.WHITESPACE_TO_LINE}
     assert reply.start_set(r"(?!no)[ab]+c", 0) == {"a", "b"}
     assert reply.start_set(r"\w+", 0) is None
     assert reply.start_set(r"a?", 0) is None  # may match empty anywhere
