@@ -47,6 +47,12 @@ bench: $(STAMP)
 	@[ -x $(VENV)/bin/py-spy ] || $(VENV)/bin/pip install --quiet py-spy
 	$(VENV)/bin/python bench/run.py
 
+## Soak: 100,000 messages through one `conduit serve`: none lost, memory flat (SOAK_MESSAGES, SOAK_ROUND,
+## SOAK_SIZE; BENCH_DATABASE_URL for PostgreSQL). Needs smtp-source: run `make bench` once first, or install postfix.
+.PHONY: soak
+soak: $(STAMP)
+	$(VENV)/bin/python bench/soak.py
+
 ## Memory of one 25 MiB message per Conduit process (docs/performance.md); BENCH_MEMORY_MIB to change it.
 .PHONY: bench-memory
 bench-memory: $(STAMP)
