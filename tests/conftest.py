@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from email import policy as email_policy
@@ -25,6 +24,7 @@ from conduit.config import Settings, load_settings
 from conduit.db.base import Base
 from conduit.db.engine import create_engine
 from conduit.db.migrate import upgrade
+from tests.support.pipeline import free_port
 
 # The loopback DNS server fixtures (dns_server, dns_zone) for every test.
 pytest_plugins = ["tests.support.fixtures_dns"]
@@ -118,13 +118,6 @@ async def client_from(app):
     yield make
     for c in clients:
         await c.aclose()
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class MailSink:

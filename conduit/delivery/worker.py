@@ -51,7 +51,8 @@ class Worker:
         self._in_flight: set[asyncio.Task[None]] = set()
 
     def notify(self) -> None:
-        """Called by an in-process SMTP server when it accepted mail: look at the queue now."""
+        """New mail was committed (said by an in-process SMTP server, serve's wake pipe or
+        PostgreSQL NOTIFY): look at the queue now."""
         self.wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:

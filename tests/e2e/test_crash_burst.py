@@ -126,14 +126,6 @@ async def _wait_until_drained(receiver: Receiver, database_url: str, accepted: s
         await asyncio.sleep(0.2)
 
 
-@pytest.fixture
-async def receiver():
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.stop()
-
-
 @pytest.mark.timeout(200)  # above the phases' own bounds (60 s each), so those fail first, saying why
 async def test_sigkill_during_a_burst_delivers_every_250_and_nothing_else(tmp_path, database_url, receiver):
     # Raw messages kept a day after delivery, so the database still shows which messages it took.

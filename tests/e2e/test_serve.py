@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.support.pipeline import free_port
 
 CONDUIT = Path(sys.executable).with_name("conduit")
 README = Path(__file__).resolve().parents[2] / "README.md"

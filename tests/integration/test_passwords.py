@@ -11,7 +11,7 @@ from sqlalchemy import update
 
 from conduit.clock import now
 from conduit.db.models import OneTimeToken
-from tests.conftest import free_port
+from tests.support.pipeline import free_port
 from tests.factories import PASSWORD, assert_error, audit_actions, bearer, execute, new_email, sign_in, sign_up, user
 
 NEW_PASSWORD = "a much better passphrase"

@@ -31,7 +31,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from tests.conftest import free_port
+from tests.support.pipeline import free_port
 from tests.factories import assert_error, claim_domain, create_policy, create_webhook, sign_in, user
 
 EXAMPLES = int(os.environ.get("CONDUIT_SCHEMATHESIS_EXAMPLES", "12"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,12 +59,9 @@ class Receiver:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        if port is None:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
-        self.port = port
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        # Port 0: the kernel picks a free port as it binds (no window for another to take it).
+        await web.TCPSite(self._runner, "127.0.0.1", port or 0).start()
+        self.port = self._runner.addresses[0][1]
 
     async def stop(self) -> None:
         self._released.set()
