@@ -130,7 +130,7 @@ class ConduitHandler:
         try:
             await self.ctx.committer.write(incoming)
         except Exception as exc:  # noqa: BLE001 - never 250 unless committed; the sender retries
-            log.error("event=message_not_stored error=%r", exc)
+            log.error("event=message_not_stored id=%s error=%r", incoming.id, exc)
             return replies.TEMPORARY_FAILURE
         self.ctx.on_accepted()
         log.info("event=message_accepted id=%s size=%d webhooks=%d", incoming.id, len(raw), len(accepted))
