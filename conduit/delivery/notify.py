@@ -32,7 +32,7 @@ async def listen(database_url: str, wake: Callable[[], None], stop: asyncio.Even
     while not stop.is_set():
         lost = asyncio.Event()
         try:
-            connection = await asyncpg.connect(dsn)
+            connection = await asyncpg.connect(dsn, timeout=10)
         except Exception as exc:  # noqa: BLE001 - the database is down: polling goes on meanwhile
             log.warning("event=listen_failed error=%r", exc)
         else:
