@@ -101,7 +101,6 @@ class _BoundedEnvironment(ImmutableSandboxedEnvironment):
 
         return checked
 
-
     def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
         """Method calls on strings that can build huge values: check the result size first."""
         owner = getattr(obj, "__self__", None)

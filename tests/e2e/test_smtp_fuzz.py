@@ -107,11 +107,16 @@ def _message(subject: str, body: bytes = b"Hi there\r\n", headers: bytes = b"") 
             + b"\r\n" + headers + b"\r\n" + body)
 
 
-async def _transaction(raw: Raw, data: bytes, rcpt: str = BOX) -> str:
-    """MAIL, RCPT, DATA and ``data`` (dot-stuffed by the caller if it needs to be): the final reply."""
+async def _start_data(raw: Raw, rcpt: str = BOX) -> None:
+    """MAIL, RCPT and DATA, each accepted: the message may follow."""
     assert (await raw.command(b"MAIL FROM:<ann@sender.example>\r\n")).startswith("250")
     assert (await raw.command(f"RCPT TO:<{rcpt}>\r\n".encode())).startswith("250")
     assert (await raw.command(b"DATA\r\n")).startswith("354")
+
+
+async def _transaction(raw: Raw, data: bytes, rcpt: str = BOX) -> str:
+    """MAIL, RCPT, DATA and ``data`` (dot-stuffed by the caller if it needs to be): the final reply."""
+    await _start_data(raw, rcpt)
     return await raw.command(data + (b"" if data.endswith(b"\r\n") else b"\r\n") + b".\r\n")
 
 
@@ -316,9 +321,7 @@ async def test_100_mb_over_the_limit_gets_552_and_memory_stays_flat(tmp_path, da
         _reset_peak(pid)
         before = _memory(pid)
         async with _session(settings) as raw:
-            assert (await raw.command(b"MAIL FROM:<ann@sender.example>\r\n")).startswith("250")
-            assert (await raw.command(b"RCPT TO:<" + BOX.encode() + b">\r\n")).startswith("250")
-            assert (await raw.command(b"DATA\r\n")).startswith("354")
+            await _start_data(raw)
             await _stream(raw, (b"x" * 998 + b"\r\n") * 64, 100 * MiB)
             assert await raw.command(b".\r\n") == "552 5.3.4 Message too big for system"
             assert (await _transaction(raw, _message("same session"))).startswith("250")
@@ -331,9 +334,7 @@ async def test_100_mb_over_the_limit_gets_552_and_memory_stays_flat(tmp_path, da
         _reset_peak(pid)
         before = _memory(pid)
         async with _session(settings) as raw:
-            assert (await raw.command(b"MAIL FROM:<ann@sender.example>\r\n")).startswith("250")
-            assert (await raw.command(b"RCPT TO:<" + BOX.encode() + b">\r\n")).startswith("250")
-            assert (await raw.command(b"DATA\r\n")).startswith("354")
+            await _start_data(raw)
             await raw.send(_message("empty lines"))
             await _stream(raw, b"\r\n" * 32768, 10 * MiB - 64 * 1024)
             assert (await raw.command(b".\r\n")).startswith("250 2.0.0")

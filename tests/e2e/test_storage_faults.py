@@ -12,7 +12,8 @@ import asyncio
 import itertools
 import shutil
 import sqlite3
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -131,24 +132,33 @@ async def _refused_during_fault(conduit: Conduit, subjects: list[str], body_byte
     assert conduit.alive, f"conduit died during the fault:\n{conduit.log_text()[-3000:]}"
 
 
+@asynccontextmanager
+async def _conduit_on(directory: Path, tmp_path: Path, sqlite_template: Path,
+                      receiver: Receiver) -> AsyncIterator[tuple[Conduit, Mailbox, Path]]:
+    """`conduit serve` with its SQLite file in ``directory`` (the filesystem the fault will hit)
+    and a webhook pointing at ``receiver``; stopped at the end."""
+    db = directory / "conduit.db"
+    shutil.copy(sqlite_template, db)
+    conduit = Conduit(tmp_path, f"sqlite+aiosqlite:///{db}", retry_schedule=RETRY_SCHEDULE, log_level="INFO")
+    await conduit.start()
+    box = await Mailbox.create(conduit, receiver.url)
+    try:
+        yield conduit, box, db
+    finally:
+        conduit.stop()
+        await box.aclose()
+
+
 async def test_disk_turning_read_only_gets_451_and_loses_no_mail(tmp_path, sqlite_template, receiver):
     require_mounts(tmp_path, ext4=True)
     with ext4_image(tmp_path) as disk:
-        db = disk.mountpoint / "conduit.db"
-        shutil.copy(sqlite_template, db)
-        conduit = Conduit(tmp_path, f"sqlite+aiosqlite:///{db}", retry_schedule=RETRY_SCHEDULE, log_level="INFO")
-        await conduit.start()
-        box = await Mailbox.create(conduit, receiver.url)
-        try:
+        async with _conduit_on(disk.mountpoint, tmp_path, sqlite_template, receiver) as (conduit, box, db):
             held = await _hold_before_fault(conduit, box, receiver)
             disk.go_read_only()  # under the running process, its database files open
             during = [f"during {n}" for n in range(3)]
             await _refused_during_fault(conduit, during)
             after = await _repair_and_restart(conduit, disk, db, receiver)
             await _all_delivered(box, set(held) | set(after))
-        finally:
-            conduit.stop()
-            await box.aclose()
     assert _received_subjects(receiver) == {*held.values(), *after.values()}  # none of `during`
 
 
@@ -161,19 +171,11 @@ async def test_disk_turning_read_only_gets_451_and_loses_no_mail(tmp_path, sqlit
 async def test_mail_racing_the_switch_to_read_only_is_never_lost(tmp_path, sqlite_template, receiver):
     require_mounts(tmp_path, ext4=True)
     with ext4_image(tmp_path) as disk:
-        db = disk.mountpoint / "conduit.db"
-        shutil.copy(sqlite_template, db)
-        conduit = Conduit(tmp_path, f"sqlite+aiosqlite:///{db}", retry_schedule=RETRY_SCHEDULE, log_level="INFO")
-        await conduit.start()
-        box = await Mailbox.create(conduit, receiver.url)
-        try:
+        async with _conduit_on(disk.mountpoint, tmp_path, sqlite_template, receiver) as (conduit, box, db):
             stream = await _stream_across(conduit, disk.go_read_only)
             assert stream.refused, "no mail met the read-only disk"
             after = await _repair_and_restart(conduit, disk, db, receiver)
             await _all_delivered(box, set(stream.accepted) | set(after))
-        finally:
-            conduit.stop()
-            await box.aclose()
     assert _received_subjects(receiver) == {*stream.accepted.values(), *after.values()}
 
 
@@ -192,13 +194,8 @@ async def _repair_and_restart(conduit: Conduit, disk: Ext4Image, db: Path, recei
 async def test_full_disk_gets_451_and_mail_flows_once_space_is_freed(tmp_path, sqlite_template, receiver):
     require_mounts(tmp_path)
     with small_tmpfs(tmp_path / "disk", "8m") as disk:
-        db = disk / "conduit.db"
-        shutil.copy(sqlite_template, db)
-        conduit = Conduit(tmp_path, f"sqlite+aiosqlite:///{db}", retry_schedule=RETRY_SCHEDULE, log_level="INFO")
-        await conduit.start()
-        box = await Mailbox.create(conduit, receiver.url)
         fillers: list[Path] = []
-        try:
+        async with _conduit_on(disk, tmp_path, sqlite_template, receiver) as (conduit, box, db):
             held = await _hold_before_fault(conduit, box, receiver)
             stream = await _stream_across(conduit, lambda: fillers.append(fill(disk)))
             (filler,) = fillers
@@ -213,9 +210,6 @@ async def test_full_disk_gets_451_and_mail_flows_once_space_is_freed(tmp_path, s
             receiver.default = Reply()
             after = await _accept(conduit, ["after 0", "after 1"])
             await _all_delivered(box, set(held) | set(stream.accepted) | set(after))
-        finally:
-            conduit.stop()
-            await box.aclose()
         assert _integrity(db) == "ok"
     accepted = {*held.values(), *stream.accepted.values(), *after.values()}
     assert _received_subjects(receiver) == accepted  # none of `during`, none refused in the stream
