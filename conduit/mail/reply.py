@@ -1,20 +1,27 @@
 """``reply_text``: the new part of a top-posted reply, found by mail-parser-reply.
 
-The library finds quoted-history headers ("On … wrote:", "From: … Sent: …", in 13 languages)
-with one regular expression of 27 alternatives that Python's engine tries at every character of
-the text: about 6 ms for 4 KiB of prose and 17 ms for 4 KiB of short lines, most of a delivery's
-CPU. ``_HeaderSearch`` gives the library exactly the matches its ``findall`` would, with far
-less work, using two facts read from the parsed pattern (never hand-written, so a library
-upgrade cannot make them wrong; where they cannot be derived, the plain search is used):
+The library runs three searches over the text: quoted-history headers ("On … wrote:", "From: …
+Sent: …", in 13 languages: one regular expression of 27 alternatives), signatures and
+disclaimers. Python's engine tries each at every character: about 6 ms for 4 KiB of prose and
+17 ms for 4 KiB of short lines, most of a delivery's CPU. ``_FastSearch`` gives the library
+exactly the matches of its own searches, with far less work, using facts read from the parsed
+patterns (never hand-written, so a library upgrade cannot make them wrong; where they cannot be
+derived, the plain search is used):
 
-- each alternative needs a certain character somewhere in its match (":" for "wrote:" and
-  "From:", "：" for Chinese, "-" for "-----Original Message-----"): alternatives whose
+- clues: what every match needs, checked in one cheap pass over the text: a character or string
+  that must occur ("mail" in a disclaimer, "--" in a signature separator), or a line that must
+  begin with one of a few characters (">", "B" of "Best regards", ...). When no clue holds,
+  the search finds nothing and is not run: the usual case for mail that quotes nothing;
+- each header alternative needs a certain character somewhere in its match (":" for "wrote:"
+  and "From:", "：" for Chinese, "-" for "-----Original Message-----"): alternatives whose
   character is not in the text cannot match and are left out;
 - each alternative can only begin at a line start or at one of a few characters ("\\n", "-"):
   the search is tried only at those positions, not at every character.
 
 Dropping alternatives that cannot match changes neither where matches are nor what they
-capture; the library only reads the captured text, flattened in order.
+capture; the library only reads the captured text, flattened in order. The library's text
+normalisation is also done here, skipping its Outlook-separator substitution (a scan of every
+character) when no separator can be in the text; it is compared with the library's own at import.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from re import _parser as sre_parse  # type: ignore[attr-defined]
 from collections.abc import Iterator
 from typing import Any
 
-from mailparser_reply.constants import MAIL_LANGUAGES
+from mailparser_reply.constants import MAIL_LANGUAGES, OUTLOOK_MAIL_SEPARATOR
 from mailparser_reply.parser import EmailMessage
 
 SCAN_CHARS = 32 * 1024  # the quoted-history finder only reads the top of the text
@@ -49,7 +56,7 @@ def _first(op: Any, arg: Any) -> tuple[set[str] | None, bool]:
     if op is sre.IN and all(kind is sre.LITERAL for kind, _ in arg):
         return {chr(code) for _, code in arg}, False
     if op is sre.SUBPATTERN:
-        return _first_of(arg[3])
+        return _first_of(arg[3]) if not arg[1] and not arg[2] else (None, False)  # (?i:...) changes the flags
     if op is sre.BRANCH:
         chars: set[str] = set()
         nullable = False
@@ -137,7 +144,7 @@ def needed_chars(pattern: str, flags: int) -> set[str] | None:
     """Characters of which every match contains one; None when no such set is known, or when it
     holds letters (case-insensitive matching would make "is it in the text" subtle)."""
     chars = _needed_of(sre_parse.parse(pattern, flags))
-    return None if chars is None or any(c.isalpha() for c in chars) else chars
+    return None if chars is None or any(c.isalpha() or not _literal(c, flags) for c in chars) else chars
 
 
 def split_alternatives(pattern: str) -> list[str]:
@@ -163,6 +170,121 @@ def split_alternatives(pattern: str) -> list[str]:
     return parts
 
 
+# -- clues: what every match of a pattern needs ---------------------------------------------
+
+TEXT, LINE = "text", "line"
+# A clue: (TEXT, strings), one of which occurs in the text; or (LINE, characters), one of which
+# begins a line. A pattern's clues: every match satisfies at least one of them.
+Clue = tuple[str, frozenset[str]]
+
+
+def clues(pattern: str, flags: int) -> list[Clue] | None:
+    """Clues of which every match of the pattern satisfies one; None when none are known."""
+    return _clues_of(sre_parse.parse(pattern, flags))
+
+
+def _clues_of(items: Any) -> list[Clue] | None:
+    """Every element a match must go through offers clues; the cheapest, most telling are kept."""
+    items = list(items)
+    options: list[list[Clue] | None] = []
+    run = ""  # consecutive literal characters: a string every match contains
+    for at, (op, arg) in enumerate(items):
+        if op is sre.LITERAL:
+            run += chr(arg)
+            continue
+        options += _run_options(run)
+        run = ""
+        if op is sre.AT and arg in (sre.AT_BEGINNING, sre.AT_BEGINNING_STRING):
+            first, empty = _first_of(items[at + 1 :])  # what the line must begin with
+            if first and not empty and not first & {"^", WHITESPACE_TO_LINE}:
+                options.append([(LINE, frozenset(first))])
+        elif op is sre.IN and all(kind is sre.LITERAL for kind, _ in arg):
+            options.append([(TEXT, frozenset(chr(code) for _, code in arg))])
+        elif op is sre.SUBPATTERN and not arg[1] and not arg[2]:  # no inline flags
+            options.append(_clues_of(arg[3]))
+        elif op is sre.BRANCH:
+            branches = [_clues_of(branch) for branch in arg[1]]
+            if all(branch is not None for branch in branches):
+                options.append([clue for branch in branches for clue in branch or ()])
+        elif op in (sre.MAX_REPEAT, sre.MIN_REPEAT) and arg[0] >= 1:
+            options.append(_clues_of(arg[2]))
+            body = list(arg[2])
+            if arg[0] >= 2 and len(body) == 1 and body[0][0] is sre.IN and len(body[0][1]) <= 4 and all(
+                    kind is sre.LITERAL for kind, _ in body[0][1]):  # "[_-]{32,}": two of them in a row
+                chars = [chr(code) for _, code in body[0][1]]
+                options.append([(TEXT, frozenset(a + b for a in chars for b in chars))])
+    options += _run_options(run)
+    return min((option for option in options if option), key=_rank, default=None)
+
+
+def _run_options(run: str) -> list[list[Clue] | None]:
+    return [[(TEXT, frozenset({run}))], *([(TEXT, frozenset({char}))] for char in set(run))] if run else []
+
+
+def _common(char: str) -> bool:
+    return char.isspace() or (char.isascii() and char.isalnum())
+
+
+def _rank(option: list[Clue]) -> tuple[int, int, int]:
+    """Cheap to check and rarely true first: punctuation that must occur or begin a line; then
+    letters beginning a line; then strings with letters (a case-insensitive scan); last, what
+    is in nearly every text (spaces, digits)."""
+    tiers = []
+    for kind, values in option:
+        if kind is LINE:
+            tiers.append(1 if any(map(_common, values)) else 0)
+        elif any(all(map(_common, value)) and value == value.lower() == value.upper() for value in values):
+            tiers.append(3)
+        else:
+            tiers.append(2 if any(value.lower() != value or value.upper() != value for value in values) else 0)
+    shortest = min(2 if kind is LINE else min(map(len, values)) for kind, values in option)
+    return max(tiers), -shortest, sum(len(values) for _, values in option)
+
+
+def _literal(string: str, flags: int) -> bool:
+    """Whether the pattern's characters match only themselves (no case-insensitive variants)."""
+    return not flags & re.IGNORECASE or all(char.lower() == char == char.upper() for char in string)
+
+
+@functools.lru_cache(maxsize=256)
+def _folds_like_ascii(char: str, flags: int) -> bool:
+    """Whether, of the ASCII characters, ``char`` in a pattern matches exactly itself in either case
+    (then on ASCII text, ``lower() in lower()`` finds what the pattern finds)."""
+    if not char.isascii():
+        return False
+    pattern = re.compile(re.escape(char), flags)
+    return {c for c in map(chr, range(128)) if pattern.fullmatch(c)} == {char.lower(), char.upper()}
+
+
+class _ClueCheck:
+    """Whether any of a pattern's clues holds in a text: one cheap pass, exact for its flags."""
+
+    def __init__(self, found: list[Clue], flags: int) -> None:
+        flags &= ~re.VERBOSE  # the checks' own patterns are written plainly
+        strings = {value for kind, values in found if kind is TEXT for value in values}
+        self.plain = tuple(sorted(value for value in strings if _literal(value, flags)))
+        cased = sorted(strings.difference(self.plain))
+        self.cased = re.compile("|".join(map(re.escape, cased)), flags) if cased else None
+        folds = all(_folds_like_ascii(char, flags) for value in cased for char in value)
+        self.lowered = tuple(value.lower() for value in cased) if folds else None
+        starts = frozenset(char for kind, values in found if kind is LINE for char in values)
+        self.first = _char_class(starts, flags) if starts else None
+        self.line_start = re.compile("\n" + self.first.pattern, flags) if self.first else None
+
+    def __call__(self, text: str) -> bool:
+        # "c in text" is a memchr; a longer string is only looked for once its first character is there.
+        if any(value[0] in text and value in text for value in self.plain):
+            return True
+        if self.first is not None and (self.first.match(text) or self.line_start.search(text)):
+            return True
+        if self.cased is None:
+            return False
+        if self.lowered is not None and text.isascii():
+            lowered = text.lower()
+            return any(value in lowered for value in self.lowered)
+        return self.cased.search(text) is not None
+
+
 # -- the search ---------------------------------------------------------------------------
 
 
@@ -176,6 +298,9 @@ class _FastSearch:
         self.pattern, self.flags, self.tuples = regex.pattern, regex.flags, tuples
         self.alternatives = split_alternatives(regex.pattern) if tuples else [regex.pattern]
         self.needed = [needed_chars(alt, regex.flags) if tuples else None for alt in self.alternatives]
+        self.needed_anywhere = frozenset().union(*(needed for needed in self.needed if needed))
+        found = clues(regex.pattern, regex.flags)
+        self.possible = _ClueCheck(found, regex.flags) if found else None
 
     def findall(self, text: str) -> list[Any]:
         return [self._shape(match) for match in self._matches(text)]
@@ -184,7 +309,9 @@ class _FastSearch:
         return next(self._matches(text), None)
 
     def _matches(self, text: str) -> Iterator[re.Match[str]]:
-        present = set(text) if self.tuples else set()
+        if self.possible is not None and not self.possible(text):
+            return
+        present = {char for char in self.needed_anywhere if char in text}  # uncased: "in" is exact
         usable = tuple(i for i, needed in enumerate(self.needed) if needed is None or needed & present)
         if not usable:
             return
@@ -241,32 +368,70 @@ def _splits_cleanly(regex: re.Pattern[str]) -> bool:
         return False
 
 
-_LIBRARY = EmailMessage(text="", languages=list(LANGUAGES), keep_hyphen_lists=True)
+# -- the library, with these searches -------------------------------------------------------
+
+_OUTLOOK_SEPARATOR = re.compile(f"([^\n]){OUTLOOK_MAIL_SEPARATOR}")  # the library's, compiled once
+_SEPARATOR_CLUES = clues(_OUTLOOK_SEPARATOR.pattern, 0)
+_SEPARATOR_POSSIBLE = _ClueCheck(_SEPARATOR_CLUES, 0) if _SEPARATOR_CLUES else None
+
+
+def normalize(text: str) -> str:
+    """The library's ``EmailMessage._normalize_text``, without scanning for an Outlook separator
+    that cannot be there."""
+    text = text.replace("\r\n", "\n")
+    text = "\n".join([line.strip() for line in text.split("\n")])
+    if _SEPARATOR_POSSIBLE is None or _SEPARATOR_POSSIBLE(text):
+        text = _OUTLOOK_SEPARATOR.sub("\\1\n", text, re.MULTILINE)  # sic: the library passes the flag as count
+    return text
+
+
+def _options() -> dict[str, Any]:
+    """The library's options, the same for every message (and for ``_LIBRARY``, whose patterns
+    ``_ReplyParser`` uses)."""
+    return {"languages": list(LANGUAGES), "keep_hyphen_lists": True}
+
+
+def _library(text: str) -> EmailMessage:
+    return EmailMessage(text=text, **_options())
+
+
+_NORMALIZATION_PROBES = [
+    "", " a \r\n\tb\t\r\n\r\n", "x\n\n" + "_" * 40 + "\ny", "x\n\n -" + "-" * 31, "\u00a0a\u2003\n\x0b", "a\rb\r\n",
+]
+_NORMALIZES_LIKE_THE_LIBRARY = all(normalize(probe) == _library(probe).text for probe in _NORMALIZATION_PROBES)
+_LIBRARY = _library("")
 _LIBRARY_HEADERS = _LIBRARY.HEADER_REGEX
 _HEADERS = _FastSearch(_LIBRARY_HEADERS, tuples=True) if _splits_cleanly(_LIBRARY_HEADERS) else None
 _SIGNATURES = _FastSearch(_LIBRARY.SIGNATURE_REGEX)
 _DISCLAIMERS = _FastSearch(_LIBRARY.DISCLAIMERS_REGEX)
 
 
-def _fast(regex: re.Pattern[str], search: _FastSearch | None) -> Any:
-    """Our search for the library's pattern, if it is the one it was built for."""
-    if search is not None and regex.pattern == search.pattern and regex.flags == search.flags:
-        return search
-    return regex
-
-
 class _ReplyParser(EmailMessage):
+    """The library with the searches above; built only by ``_parser``, with the options of
+    ``_LIBRARY``, so its patterns are ``_LIBRARY``'s (the library rebuilds them from 13
+    languages for every message)."""
+
+    def _normalize_text(self) -> None:
+        if _NORMALIZES_LIKE_THE_LIBRARY:
+            self.text = normalize(self.text)
+        else:
+            super()._normalize_text()
+
     @property
     def HEADER_REGEX(self) -> Any:  # noqa: N802 - the library's names
-        return _fast(super().HEADER_REGEX, _HEADERS)
+        return _HEADERS or _LIBRARY_HEADERS
 
     @property
     def SIGNATURE_REGEX(self) -> Any:  # noqa: N802
-        return _fast(super().SIGNATURE_REGEX, _SIGNATURES)
+        return _SIGNATURES
 
     @property
     def DISCLAIMERS_REGEX(self) -> Any:  # noqa: N802
-        return _fast(super().DISCLAIMERS_REGEX, _DISCLAIMERS)
+        return _DISCLAIMERS
+
+
+def _parser(text: str) -> _ReplyParser:
+    return _ReplyParser(text=text, **_options())
 
 
 def reply_text(text: str | None) -> tuple[str | None, bool]:
@@ -279,7 +444,7 @@ def reply_text(text: str | None) -> tuple[str | None, bool]:
         return text, True
     sample = _BLANK_RUNS.sub("\n\n", text[:SCAN_CHARS])
     try:
-        replies = _ReplyParser(text=sample, languages=list(LANGUAGES), keep_hyphen_lists=True).read().replies
+        replies = _parser(sample).read().replies
     except Exception:  # noqa: BLE001 - a library failure keeps the whole text, with a warning
         return text, False
     if not replies or (len(replies) == 1 and len(text) > SCAN_CHARS):
