@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     smtp_max_recipients: int = 100
     smtp_max_sessions: int = 1000
     smtp_timeout: int = 300
+    route_cache_seconds: float = 2.0  # how long the SMTP server trusts a cached route; 0: no cache
     inbound_auth_checks: bool = True
     retry_schedule: str = "0,5,300,1800,7200,18000,36000,36000"
     deactivate_after_days: int = 5
@@ -153,7 +154,7 @@ class Settings(BaseSettings):
 
         return normalize_domain_name(value)
 
-    @field_validator("keep_raw_days", "max_inline_attachment_bytes")
+    @field_validator("keep_raw_days", "max_inline_attachment_bytes", "route_cache_seconds")
     @classmethod
     def _not_negative(cls, value: int) -> int:
         if value < 0:

@@ -8,14 +8,24 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conduit.db.models import SmtpPolicy, Webhook
+from conduit.services import policies
+from conduit.services.policy_rules import PolicyRules
 from conduit.services.webhook_rules import CATCH_ALL, split_plus
 
 
 @dataclass(frozen=True)
 class Route:
-    webhook: Webhook
-    policy: SmtpPolicy | None
-    mailbox_hash: str | None
+    """What the SMTP server needs of a recipient's webhook and policy: plain values, no ORM
+    object, so that one Route can be cached and shared by sessions (conduit/services/route_cache.py)."""
+
+    webhook_id: str
+    active: bool
+    policy_id: str | None
+    rules: PolicyRules  # the policy's, or the default that accepts everything
+
+
+def normalized(address: str) -> str:
+    return address.strip().lower()
 
 
 def candidates(address: str) -> list[str]:
@@ -30,15 +40,16 @@ def candidates(address: str) -> list[str]:
 
 
 async def route(session: AsyncSession, address: str) -> Route | None:
-    address = address.strip().lower()
+    address = normalized(address)
     if "@" not in address:
         return None
     order = candidates(address)
     rows = (await session.execute(
-        select(Webhook, SmtpPolicy).outerjoin(SmtpPolicy, SmtpPolicy.id == Webhook.smtp_security_policy_id)
+        select(Webhook.address, Webhook.id, Webhook.active, SmtpPolicy)
+        .outerjoin(SmtpPolicy, SmtpPolicy.id == Webhook.smtp_security_policy_id)
         .where(Webhook.address.in_(order)))).all()
     if not rows:
         return None
-    webhook, policy = min(rows, key=lambda row: order.index(row[0].address))
-    _, tag = split_plus(address.rpartition("@")[0])
-    return Route(webhook=webhook, policy=policy, mailbox_hash=tag)
+    _, webhook_id, active, policy = min(rows, key=lambda row: order.index(row[0]))
+    return Route(webhook_id=webhook_id, active=active, policy_id=policy.id if policy else None,
+                 rules=policies.rules_of(policy) if policy else PolicyRules())

@@ -8,6 +8,7 @@ logged and answered 451 4.3.0, so the sending server keeps the message and retri
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -18,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from conduit.config import Settings
 from conduit.db.engine import transaction
 from conduit.db.group_commit import GroupCommit
-from conduit.services import messages, policies, routing
-from conduit.services.policy_rules import PolicyDecision, PolicyRules, SmtpFacts, evaluate
+from conduit.services import messages, routing
+from conduit.services.policy_rules import PolicyDecision, SmtpFacts, evaluate
+from conduit.services.route_cache import RouteCache
 from conduit.smtp import replies
 from conduit.smtp.authchecks import DnsForChecks, SpfOutcome, check_dkim, check_dmarc, check_spf
 
@@ -36,12 +38,16 @@ class SmtpContext:
     dns: DnsForChecks
     on_accepted: Callable[[], None] = lambda: None  # wakes an in-process worker
 
+    @functools.cached_property
+    def routes(self) -> RouteCache:
+        """The routes RCPT found, shared by this server's sessions (conduit/services/route_cache.py)."""
+        return RouteCache(self.settings.route_cache_seconds)
+
 
 @dataclass
 class _Recipient:
     address: str
     route: routing.Route
-    rules: PolicyRules
 
 
 @dataclass
@@ -54,9 +60,10 @@ class ConduitHandler:
     def __init__(self, ctx: SmtpContext) -> None:
         self.ctx = ctx
         self.tx = _Transaction()
-        # Policies whose SMTP credentials this session authenticated with (set by AUTH).
+        # Policies whose SMTP credentials this session authenticated with, and the login (set by AUTH).
+        # Not named auth_*: aiosmtpd takes a handler's auth_* attributes for AUTH mechanisms.
         self.authenticated_policies: frozenset[str] = frozenset()
-        self.auth_user: str | None = None
+        self.authenticated_as: str | None = None
 
     # --- hooks ------------------------------------------------------------------------
 
@@ -82,27 +89,26 @@ class ConduitHandler:
     async def handle_RCPT(self, server, session, envelope, address: str, rcpt_options: list[str]) -> str:  # noqa: ANN001, N802
         if len(envelope.rcpt_tos) >= self.ctx.settings.smtp_max_recipients:
             return replies.TOO_MANY_RECIPIENTS
-        async with self.ctx.sessions() as db:
-            route = await routing.route(db, address)
+        route = await self.ctx.routes.route(self.ctx.sessions, address)
         if route is None:
             return replies.UNKNOWN_RECIPIENT
-        if not route.webhook.active:
+        if not route.active:
             return replies.INACTIVE_RECIPIENT
-        rules = policies.rules_of(route.policy) if route.policy else PolicyRules()
-        facts = await self._facts(session, envelope, need_spf=rules.require_spf)
-        authenticated = route.policy is not None and route.policy.id in self.authenticated_policies
-        decision = evaluate(rules, replace(facts, auth_ok=authenticated), stage="rcpt")
+        facts = await self._facts(session, envelope, need_spf=route.rules.require_spf)
+        authenticated = route.policy_id is not None and route.policy_id in self.authenticated_policies
+        decision = evaluate(route.rules, replace(facts, auth_ok=authenticated), stage="rcpt")
         if not decision.accepted:
-            await self._record_rejections([(route.webhook.id, _log_reason(decision))], _sender(envelope))
+            await self._record_rejections([(route.webhook_id, _log_reason(decision))], _sender(envelope))
             return decision.smtp_reply
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
-        self.tx.recipients.append(_Recipient(address=address, route=route, rules=rules))
+        self.tx.recipients.append(_Recipient(address=address, route=route))
         return replies.OK_RECIPIENT
 
     async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001, N802
         raw: bytes = envelope.original_content or b""
-        needs_dkim = self.ctx.settings.inbound_auth_checks or any(r.rules.require_dkim for r in self.tx.recipients)
+        needs_dkim = self.ctx.settings.inbound_auth_checks or any(
+            r.route.rules.require_dkim for r in self.tx.recipients)
         dkim = await asyncio.to_thread(check_dkim, self.ctx.dns, raw) if needs_dkim else None
         dmarc = "none"
         if self.ctx.settings.inbound_auth_checks:
@@ -112,11 +118,11 @@ class ConduitHandler:
         rejected: list[tuple[str, str]] = []
         refusal = None
         for recipient in self.tx.recipients:
-            decision = evaluate(recipient.rules, facts, stage="data")
+            decision = evaluate(recipient.route.rules, facts, stage="data")
             if decision.accepted:
-                accepted.setdefault(recipient.route.webhook.id, recipient.address)
+                accepted.setdefault(recipient.route.webhook_id, recipient.address)
             else:
-                rejected.append((recipient.route.webhook.id, _log_reason(decision)))
+                rejected.append((recipient.route.webhook_id, _log_reason(decision)))
                 refusal = decision.smtp_reply
         sender = _sender(envelope)
         if not accepted:
@@ -124,7 +130,7 @@ class ConduitHandler:
             return refusal or replies.NO_VALID_RECIPIENTS
         receipt = messages.Receipt(
             mail_from=sender, rcpt_to=list(envelope.rcpt_tos), remote_ip=_peer_ip(session),
-            helo=session.host_name or "", tls=session.ssl is not None, auth_user=self.auth_user,
+            helo=session.host_name or "", tls=session.ssl is not None, auth_user=self.authenticated_as,
             auth_results=_auth_results(self.tx.spf, dkim, dmarc))
         incoming = messages.Incoming(receipt=receipt, raw=raw, targets=accepted, rejected=rejected)
         try:
@@ -150,7 +156,7 @@ class ConduitHandler:
         if self.tx.spf is None and (need_spf or self.ctx.settings.inbound_auth_checks):
             self.tx.spf = await asyncio.to_thread(check_spf, self.ctx.dns, ip=_peer_ip(session),
                                                   mail_from=_sender(envelope), helo=session.host_name or "")
-        return SmtpFacts(peer_ip=_peer_ip(session), auth_user=self.auth_user,
+        return SmtpFacts(peer_ip=_peer_ip(session), auth_user=self.authenticated_as,
                          auth_ok=False, spf_result=self.tx.spf.result if self.tx.spf else None,
                          spf_domain=self.tx.spf.domain if self.tx.spf else None)
 
