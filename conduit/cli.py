@@ -25,9 +25,6 @@ def _settings(ctx: click.Context) -> Settings:
         sys.exit(2)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    if settings.log_level != "DEBUG":
-        # aiosmtpd logs every SMTP command and reply at INFO: a dozen lines per message.
-        logging.getLogger("mail.log").setLevel(logging.WARNING)
     return settings
 
 

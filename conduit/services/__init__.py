@@ -1,2 +1,2 @@
-"""The rules of Conduit. No FastAPI or aiosmtpd here: services take the DB session first,
+"""The rules of Conduit. No FastAPI or SMTP protocol here: services take the DB session first,
 keyword-only options after, return models, and never commit (the caller's boundary does)."""

@@ -1,1 +1,1 @@
-"""The inbound SMTP server (aiosmtpd): recipient routing, policies, durable acceptance."""
+"""The inbound SMTP server (its own protocol on asyncio): recipient routing, policies, durable acceptance."""

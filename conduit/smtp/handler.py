@@ -1,4 +1,4 @@
-"""aiosmtpd hooks → services. One handler per connection, so per-session state lives here.
+"""The SMTP protocol's hooks (conduit/smtp/protocol.py) → services. One handler per connection, so per-session state lives here.
 
 Recipients are checked at RCPT (routing, source IP, SMTP AUTH, SPF); DKIM after DATA. The
 message and its delivery jobs are committed before the 250 reply; any unexpected error is
@@ -61,7 +61,6 @@ class ConduitHandler:
         self.ctx = ctx
         self.tx = _Transaction()
         # Policies whose SMTP credentials this session authenticated with, and the login (set by AUTH).
-        # Not named auth_*: aiosmtpd takes a handler's auth_* attributes for AUTH mechanisms.
         self.authenticated_policies: frozenset[str] = frozenset()
         self.authenticated_as: str | None = None
 
@@ -71,16 +70,16 @@ class ConduitHandler:
         log.error("event=smtp_error error=%r", error, exc_info=error)
         return replies.TEMPORARY_FAILURE
 
-    async def handle_EHLO(self, server, session, envelope, hostname: str, responses: list[str]) -> list[str]:  # noqa: ANN001, N802
-        """aiosmtpd handles pipelined commands but does not announce it (RFC 2920)."""
+    def handle_EHLO(self, server, session, envelope, hostname: str, responses: list[str]) -> list[str]:  # noqa: ANN001, N802
+        """The protocol handles pipelined commands (RFC 2920); this is where it says so."""
         session.host_name = hostname
         return [*responses[:-1], "250-PIPELINING", responses[-1]]
 
-    async def handle_RSET(self, server, session, envelope) -> str:  # noqa: ANN001, N802
+    def handle_RSET(self, server, session, envelope) -> str:  # noqa: ANN001, N802
         self.tx = _Transaction()
         return "250 2.0.0 Ok"
 
-    async def handle_MAIL(self, server, session, envelope, address: str, mail_options: list[str]) -> str:  # noqa: ANN001, N802
+    def handle_MAIL(self, server, session, envelope, address: str, mail_options: list[str]) -> str:  # noqa: ANN001, N802
         self.tx = _Transaction()
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
@@ -167,8 +166,9 @@ def _log_reason(decision: PolicyDecision) -> str:
 
 
 def _sender(envelope: Any) -> str:
-    """The MAIL FROM address, "" for the null sender: aiosmtpd keeps that as "<>" (and needs it
-    truthy to allow RCPT), Conduit documents and checks it as "" (SPF then uses the HELO name)."""
+    """The MAIL FROM address, "" for the null sender: the protocol keeps that as "<>" (as aiosmtpd
+    did; it must be truthy to allow RCPT), Conduit documents and checks it as "" (SPF then uses
+    the HELO name)."""
     address = envelope.mail_from or ""
     return "" if address == "<>" else address
 

@@ -15,12 +15,6 @@ AUTH_FAILED = "535 5.7.8 Authentication credentials invalid"
 INVALID_CHARACTERS = "501 5.5.4 Invalid characters: control characters and bytes that are not UTF-8 are refused"
 BAD_HOSTNAME = "501 5.5.4 Invalid hostname: longer than 255 characters"
 LINE_TOO_LONG = "500 5.5.2 Line too long"
+SYNTAX_ERROR = "500 5.5.2 Syntax error"
 MESSAGE_TOO_BIG = "552 5.3.4 Message too big for system"
 TIMEOUT = "421 4.4.2 Timeout, closing connection"
-
-# aiosmtpd's own replies to hostile input, reworded with RFC 3463 enhanced status codes.
-AIOSMTPD_REWORDED = {
-    "500 Command line too long": LINE_TOO_LONG,
-    "500 Error: bad syntax": "500 5.5.2 Syntax error",
-    "552 Error: message size exceeds fixed maximum message size": MESSAGE_TOO_BIG,
-}
