@@ -5,8 +5,8 @@ outermost first. Reported, as shares of all samples that were on a CPU (py-spy l
 threads out unless asked):
 
 - by thread (the event loop's ``MainThread`` vs. aiosqlite's and ``asyncio.to_thread``'s threads);
-- by role, inclusive: SMTP sessions (aiosmtpd), the delivery worker, the API, other;
-- by package of the innermost frame (self time): aiosmtpd, sqlalchemy, asyncio, logging, ...;
+- by role, inclusive: SMTP sessions (conduit/smtp), the delivery worker, the API, other;
+- by package of the innermost frame (self time): conduit, sqlalchemy, asyncio, logging, ...;
 - the functions with the most self time and the most inclusive time.
 
 Usage: ``python bench/profile_summary.py PROFILE.collapsed``.
@@ -21,7 +21,7 @@ from collections import Counter
 _LINE = re.compile(r":\d+\)$")
 _PATH = re.compile(r"\(([^():]+)(?::\d+)?\)$")
 ROLES = (  # first match wins, tested against the whole stack
-    ("SMTP session (aiosmtpd + Conduit's handler)", ("aiosmtpd/",)),
+    ("SMTP session (conduit/smtp: protocol and handler)", ("conduit/smtp/",)),
     ("delivery worker", ("Worker.deliver", "Worker.run", "delivery/")),
     ("API (uvicorn/FastAPI)", ("uvicorn/", "fastapi/", "starlette/")),
 )

@@ -1,7 +1,7 @@
 """A discarding SMTP server written directly on ``asyncio.Protocol`` (no StreamReader, no coroutine
-per command): the measurement behind docs/performance.md's proposal to replace aiosmtpd on the hot
-path. It speaks just enough SMTP for ``smtp-source`` (EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT,
-pipelined or not) and is not used by Conduit itself.
+per command): the measurement that made Conduit replace aiosmtpd with its own protocol
+(conduit/smtp/protocol.py; docs/performance.md). It speaks just enough SMTP for ``smtp-source``
+(EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT, pipelined or not); Conduit does not use it.
 
 Run: ``python bench/protocol_sink.py``; prints ``PORT <n>`` once listening, stops on SIGTERM/SIGINT.
 """
