@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Row, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conduit.clock import new_id, now
@@ -22,15 +22,16 @@ from conduit.delivery.retry import RetryDecision
 from conduit.services import audit
 
 log = logging.getLogger("conduit.worker")
+_INSERT_LOG = insert(DeliveryLog.__table__)  # Core, built once: the ORM's bulk insert costs more CPU
 
 
 @dataclass(frozen=True)
 class Attempt:
     """One finished delivery attempt, waiting to be recorded."""
 
-    job: DeliveryJob
-    message: Message
-    webhook: Webhook
+    job: DeliveryJob | Row  # rows with the models' columns, as the worker claims them
+    message: Message | Row
+    webhook: Webhook | Row
     outcome: HttpOutcome
     decision: RetryDecision
 
@@ -57,29 +58,46 @@ def log_attempt(session: AsyncSession, *, webhook_id: str, outcome: HttpOutcome,
 
 async def record_attempts(session: AsyncSession, attempts: Sequence[Attempt], *, settings: Settings) -> None:
     """Record a group of attempts (the worker's group commit). Successes, nearly all of them
-    under load, are written with a few statements for the whole group; failures one by one."""
-    keep_raw = settings.keep_raw_days > 0
-    held = await queue.still_held(session, [a.job for a in attempts])
+    under load, are written with a few statements for the whole group; failures one by one.
+    Only attempts whose job is still under the lease they were claimed with are recorded
+    (conduit/delivery/queue.py: ``finish_held``, ``still_held``)."""
+    latest = _latest_claims(attempts)
+    delivered = [a for a in latest if a.delivered]
+    failed = [a for a in latest if not a.delivered]
+    held = await queue.finish_held(session, [a.job for a in delivered], status="delivered",
+                                   keep_raw=settings.keep_raw_days > 0)
+    held |= await queue.still_held(session, [a.job for a in failed])
+    recorded = {id(a) for a in latest if a.job.id in held}
     for attempt in attempts:
-        if attempt.job.id not in held:
+        if id(attempt) not in recorded:
             log.warning("event=lease_lost job=%s status=%s", attempt.job.id, attempt.outcome.status)
-    attempts = [a for a in attempts if a.job.id in held]
-    delivered = [a for a in attempts if a.delivered]
-    if delivered:
-        await session.execute(insert(DeliveryLog), [
+    if delivered := [a for a in delivered if id(a) in recorded]:
+        await session.execute(_INSERT_LOG, [
             log_row(webhook_id=a.webhook.id, outcome=a.outcome, status="delivered", sender=a.message.mail_from,
                     message_id=a.message.id, simulated=False) for a in delivered])
-        await queue.finish_many(session, [a.job for a in delivered], status="delivered", keep_raw=keep_raw)
-    for attempt in attempts:
-        if not attempt.delivered:
+    for attempt in failed:
+        if id(attempt) in recorded:
             await _record_failure(session, attempt, settings=settings)
+
+
+def _latest_claims(attempts: Sequence[Attempt]) -> list[Attempt]:
+    """One attempt per job: a job taken again after its lease ran out, while the first attempt
+    waited to be recorded, can be here twice, and only the later claim (the later lease) can
+    still hold it."""
+    latest: dict[str, Attempt] = {}
+    for attempt in attempts:
+        kept = latest.get(attempt.job.id)
+        if kept is None or attempt.job.locked_until > kept.job.locked_until:
+            latest[attempt.job.id] = attempt
+    return list(latest.values())
 
 
 async def _record_failure(session: AsyncSession, attempt: Attempt, *, settings: Settings) -> None:
     job, webhook, outcome, decision = attempt.job, attempt.webhook, attempt.outcome, attempt.decision
     status = "failed" if decision.give_up else "retrying"
-    log_attempt(session, webhook_id=webhook.id, outcome=outcome, status=status, sender=attempt.message.mail_from,
-                message_id=attempt.message.id, simulated=False)
+    await session.execute(_INSERT_LOG, log_row(webhook_id=webhook.id, outcome=outcome, status=status,
+                                               sender=attempt.message.mail_from, message_id=attempt.message.id,
+                                               simulated=False))
     error = outcome.error or f"HTTP {outcome.status}"
     if decision.give_up:
         await queue.finish_many(session, [job], status="failed", error=error, keep_raw=settings.keep_raw_days > 0)
@@ -104,7 +122,7 @@ async def _failing_for(session: AsyncSession, webhook_id: str) -> timedelta:
     return now() - first_failure if first_failure else timedelta(0)
 
 
-async def deactivate(session: AsyncSession, webhook: Webhook, *, reason: str) -> None:
+async def deactivate(session: AsyncSession, webhook: Webhook | Row, *, reason: str) -> None:
     result = await session.execute(update(Webhook).where(Webhook.id == webhook.id, Webhook.active.is_(True))
                                    .values(active=False, updated_at=now()))
     if result.rowcount:

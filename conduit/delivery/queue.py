@@ -11,11 +11,13 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, or_, select, update
+from sqlalchemy import Row, Select, Update, and_, bindparam, delete, exists, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conduit.clock import new_id, now
 from conduit.db.models import DeliveryJob, Message
+
+Job = DeliveryJob | Row  # a claimed job is a row with DeliveryJob's columns as attributes
 
 
 def new_job(message_id: str, webhook_id: str, rcpt_to: str, at: datetime) -> dict[str, Any]:
@@ -32,61 +34,101 @@ def enqueue(session: AsyncSession, message: Message, targets: Iterable[tuple[str
     return jobs
 
 
-async def claim(session: AsyncSession, *, limit: int, lease: timedelta) -> list[DeliveryJob]:
-    """Take up to ``limit`` due jobs: lease them and count the attempt."""
+# The hot path's statements are Core statements on the tables, built once with bound
+# parameters: no ORM compile step, no identity map, and a cache key computed once.
+_jobs = DeliveryJob.__table__
+_messages = Message.__table__
+_DUE = (select(_jobs.c.id)
+        .where(_jobs.c.status == "queued", _jobs.c.next_attempt_at <= bindparam("at"),
+               or_(_jobs.c.locked_until.is_(None), _jobs.c.locked_until < bindparam("at")))
+        .order_by(_jobs.c.next_attempt_at).limit(bindparam("limit")))
+
+
+def _claim(due: Select) -> Update:
+    return (update(_jobs).where(_jobs.c.id.in_(due.scalar_subquery()))
+            .values(locked_until=bindparam("until", type_=_jobs.c.locked_until.type), attempts=_jobs.c.attempts + 1)
+            .returning(*_jobs.c))
+
+
+_CLAIM = _claim(_DUE)
+_CLAIM_SKIP_LOCKED = _claim(_DUE.with_for_update(skip_locked=True))  # PostgreSQL
+_NEXT_DUE = (select(_jobs.c.next_attempt_at).where(_jobs.c.status == "queued", _jobs.c.locked_until.is_(None))
+             .order_by(_jobs.c.next_attempt_at).limit(1))
+# Jobs still queued under the given (id, locked_until) leases; "id IN" too, for the primary key index.
+_UNDER_LEASE = and_(_jobs.c.status == "queued", _jobs.c.id.in_(bindparam("ids", expanding=True)),
+                    tuple_(_jobs.c.id, _jobs.c.locked_until).in_(bindparam("leases", expanding=True)))
+_HELD = select(_jobs.c.id).where(_UNDER_LEASE).order_by(_jobs.c.id).with_for_update()
+_FINISH_HELD = (update(_jobs).where(_UNDER_LEASE)
+                .values(status=bindparam("new_status"), finished_at=bindparam("at", type_=_jobs.c.finished_at.type),
+                        locked_until=None, last_error="")
+                .returning(_jobs.c.id))
+_FINISH = (update(_jobs).where(_jobs.c.id.in_(bindparam("ids", expanding=True)))
+           .values(status=bindparam("new_status"), finished_at=bindparam("at", type_=_jobs.c.finished_at.type),
+                   locked_until=None, last_error=bindparam("error")))
+_DROP_FINISHED = delete(_messages).where(
+    _messages.c.id.in_(bindparam("ids", expanding=True)),
+    ~exists().where(_jobs.c.message_id == _messages.c.id, _jobs.c.status == "queued"))
+
+
+def _leases(jobs: Sequence[Job]) -> dict[str, list]:
+    return {"ids": [job.id for job in jobs], "leases": [(job.id, job.locked_until) for job in jobs]}
+
+
+async def claim(session: AsyncSession, *, limit: int, lease: timedelta) -> list[Row]:
+    """Take up to ``limit`` due jobs: lease them and count the attempt. The jobs are rows with
+    the columns of DeliveryJob as attributes."""
     at = now()
-    due = (select(DeliveryJob.id)
-           .where(DeliveryJob.status == "queued", DeliveryJob.next_attempt_at <= at,
-                  or_(DeliveryJob.locked_until.is_(None), DeliveryJob.locked_until < at))
-           .order_by(DeliveryJob.next_attempt_at).limit(limit))
-    if session.bind.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    result = await session.scalars(
-        update(DeliveryJob).where(DeliveryJob.id.in_(due.scalar_subquery()))
-        .values(locked_until=at + lease, attempts=DeliveryJob.attempts + 1)
-        .returning(DeliveryJob).execution_options(synchronize_session=False))
+    statement = _CLAIM_SKIP_LOCKED if session.bind.dialect.name == "postgresql" else _CLAIM
+    result = await session.execute(statement, {"at": at, "limit": limit, "until": at + lease})
     return list(result)
 
 
 async def next_due_at(session: AsyncSession) -> datetime | None:
     """When the earliest queued job that no worker holds becomes due (for the worker's sleep)."""
-    return await session.scalar(select(DeliveryJob.next_attempt_at)
-                                .where(DeliveryJob.status == "queued", DeliveryJob.locked_until.is_(None))
-                                .order_by(DeliveryJob.next_attempt_at).limit(1))
+    return await session.scalar(_NEXT_DUE)
 
 
-async def still_held(session: AsyncSession, jobs: Sequence[DeliveryJob]) -> set[str]:
+async def still_held(session: AsyncSession, jobs: Sequence[Job]) -> set[str]:
     """The ids of ``jobs`` still under the lease they were claimed with, locked until the caller
     commits. A job missing here was taken over by another worker after its lease ran out: that
     worker records it, so this one must not (else one delivery is logged twice)."""
     if not jobs:
         return set()
-    leases = or_(*[and_(DeliveryJob.id == job.id, DeliveryJob.locked_until == job.locked_until) for job in jobs])
-    return set(await session.scalars(select(DeliveryJob.id).where(DeliveryJob.status == "queued", leases)
-                                     .with_for_update()))
+    return set((await session.execute(_HELD, _leases(jobs))).scalars())
 
 
-async def finish_many(session: AsyncSession, jobs: Sequence[DeliveryJob], *, status: str, error: str = "",
+async def finish_many(session: AsyncSession, jobs: Sequence[Job], *, status: str, error: str = "",
                       keep_raw: bool) -> None:
     """Mark jobs delivered or failed; drop each raw message once no job needs it."""
-    await session.execute(update(DeliveryJob).where(DeliveryJob.id.in_([job.id for job in jobs])).values(
-        status=status, finished_at=now(), locked_until=None, last_error=error[:2000]))
+    await session.execute(_FINISH, {"ids": [job.id for job in jobs], "new_status": status, "at": now(),
+                                    "error": error[:2000]})
     if not keep_raw:
         await drop_finished_messages(session, {job.message_id for job in jobs})
 
 
-async def retry_later(session: AsyncSession, job: DeliveryJob, *, delay: float, error: str,
+async def finish_held(session: AsyncSession, jobs: Sequence[Job], *, status: str, keep_raw: bool) -> set[str]:
+    """``still_held`` and ``finish_many`` in one statement: mark the jobs still under the lease
+    they were claimed with finished (the update locks them until the caller commits, as
+    ``still_held`` does), drop each raw message once no job needs it, and return their ids."""
+    if not jobs:
+        return set()
+    finished = set((await session.execute(_FINISH_HELD, {**_leases(jobs), "new_status": status, "at": now()})).scalars())
+    if finished and not keep_raw:
+        await drop_finished_messages(session, {job.message_id for job in jobs if job.id in finished})
+    return finished
+
+
+async def retry_later(session: AsyncSession, job: Job, *, delay: float, error: str,
                       count_attempt: bool = True) -> None:
     """Put the job back for another attempt after ``delay`` seconds (rate limits don't count as attempts)."""
     values = {"next_attempt_at": now() + timedelta(seconds=delay), "locked_until": None, "last_error": error[:2000]}
     if not count_attempt:
-        values["attempts"] = DeliveryJob.attempts - 1
-    await session.execute(update(DeliveryJob).where(DeliveryJob.id == job.id).values(**values))
+        values["attempts"] = _jobs.c.attempts - 1
+    await session.execute(update(_jobs).where(_jobs.c.id == job.id).values(**values))
 
 
 async def drop_finished_messages(session: AsyncSession, message_ids: Iterable[str]) -> None:
-    still_needed = exists().where(DeliveryJob.message_id == Message.id, DeliveryJob.status == "queued")
-    await session.execute(delete(Message).where(Message.id.in_(list(message_ids)), ~still_needed))
+    await session.execute(_DROP_FINISHED, {"ids": list(message_ids)})
 
 
 async def purge_finished_messages(session: AsyncSession, *, keep_days: int) -> None:

@@ -7,10 +7,11 @@ import asyncio
 import functools
 import logging
 import time
+from collections import namedtuple
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from conduit.clock import now
@@ -30,7 +31,18 @@ IDLE_POLL = 1.0  # seconds between looks at the queue when nothing woke us
 MIN_SLEEP = 0.02  # seconds: never spin on a job that is due but could not be claimed
 CLAIM_BATCH = 50
 INACTIVE_RECHECK = 60.0  # seconds between looks at a paused webhook's queued mail
-Claimed = tuple[DeliveryJob, Message, Webhook]
+# Claimed jobs come with their message and webhook, read by one Core select (the ORM's identity
+# map and instance loading cost more than a delivery needs), as tuples with the models' attributes.
+_jobs, _messages, _webhooks = DeliveryJob.__table__, Message.__table__, Webhook.__table__
+MessageRow = namedtuple("MessageRow", _messages.c.keys())
+WebhookRow = namedtuple("WebhookRow", _webhooks.c.keys())
+Claimed = tuple[Row, MessageRow, WebhookRow]
+_MESSAGES_AND_WEBHOOKS = (
+    select(_jobs.c.id, *_messages.c, *_webhooks.c)
+    .join_from(_jobs, _messages, _jobs.c.message_id == _messages.c.id)
+    .join(_webhooks, _jobs.c.webhook_id == _webhooks.c.id)
+    .where(_jobs.c.id.in_(bindparam("ids", expanding=True))))
+_WEBHOOK_AT = 1 + len(MessageRow._fields)  # where a row of that select turns from message to webhook
 
 
 @dataclass
@@ -49,6 +61,10 @@ class Worker:
         self.recorder: GroupCommit[Attempt] = GroupCommit(
             self.sessions, functools.partial(record_attempts, settings=self.settings))
         self._in_flight: set[asyncio.Task[None]] = set()
+        # The last look at the queue left due jobs behind for want of free slots: a delivery that
+        # ends frees one for them. Otherwise an ending delivery needs no look at the queue (an
+        # empty claim and a next-due query per delivery, under light load).
+        self._slots_wanted = False
 
     def notify(self) -> None:
         """New mail was committed (said by an in-process SMTP server, serve's wake pipe or
@@ -69,6 +85,7 @@ class Worker:
                 except Exception as exc:  # noqa: BLE001 - database down: wait and try again
                     log.error("event=claim_failed error=%r", exc)
                     claim_failed = True
+            self._slots_wanted = free <= 0 or len(jobs) == min(free, CLAIM_BATCH)
             for job in jobs:
                 task = asyncio.create_task(self.deliver(*job))
                 self._in_flight.add(task)
@@ -94,7 +111,8 @@ class Worker:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
-        self.wake.set()  # a slot is free
+        if self._slots_wanted:
+            self.wake.set()  # a slot is free for them
         if not task.cancelled() and task.exception() is not None:
             log.error("event=delivery_crashed error=%r", task.exception())
 
@@ -104,21 +122,22 @@ class Worker:
             await asyncio.wait(self._in_flight, timeout=self.settings.delivery_timeout + 5)
 
     async def _claim(self, limit: int) -> list[Claimed]:
-        """Lease due jobs, with their messages and webhooks (three queries for the batch)."""
+        """Lease due jobs, with their messages and webhooks (two queries for the batch)."""
         async with transaction(self.sessions) as db:
             jobs = await queue.claim(db, limit=limit, lease=self.lease)
             if not jobs:
                 return []
-            messages = {m.id: m for m in await db.scalars(
-                select(Message).where(Message.id.in_({job.message_id for job in jobs})))}
-            webhooks = {w.id: w for w in await db.scalars(
-                select(Webhook).where(Webhook.id.in_({job.webhook_id for job in jobs})))}
+            rows = await db.execute(_MESSAGES_AND_WEBHOOKS, {"ids": [job.id for job in jobs]})
+        messages: dict[str, MessageRow] = {}  # a message going to several webhooks is kept once
+        found = {}
+        for row in rows:
+            message = messages.setdefault(row[1], MessageRow._make(row[1:_WEBHOOK_AT]))
+            found[row[0]] = (message, WebhookRow._make(row[_WEBHOOK_AT:]))
         # A job whose webhook or message was deleted since it was queued is gone with them
         # (foreign keys cascade); one claimed in that instant is skipped.
-        return [(job, messages[job.message_id], webhooks[job.webhook_id]) for job in jobs
-                if job.message_id in messages and job.webhook_id in webhooks]
+        return [(job, *found[job.id]) for job in jobs if job.id in found]
 
-    async def deliver(self, job: DeliveryJob, message: Message, webhook: Webhook) -> None:
+    async def deliver(self, job: Row, message: MessageRow, webhook: WebhookRow) -> None:
         if not webhook.active:
             # Paused (by its owner, or after 410): hold the mail until the webhook is reactivated.
             async with transaction(self.sessions) as db:
@@ -130,7 +149,9 @@ class Worker:
                 wait = await rate_limit.take(db, webhook.id, webhook.rate_limit)
                 if wait:
                     await queue.retry_later(db, job, delay=wait, error="rate limited", count_attempt=False)
-                    return
+            if wait:
+                self._due_soon(wait)
+                return
         started = time.monotonic()
         try:
             body, content_type = await render_body(message, webhook, rcpt_to=job.rcpt_to, settings=self.settings,
@@ -149,6 +170,14 @@ class Worker:
                                           decision=decision))
         log.info("event=delivery_attempt job=%s webhook=%s status=%s attempt=%d", job.id, webhook.id,
                  outcome.status, job.attempts)
+        if decision.retry_in is not None:
+            self._due_soon(decision.retry_in)
+
+    def _due_soon(self, delay: float) -> None:
+        """A job put back for ``delay`` seconds: if that is before the loop's next poll, the loop
+        looks at the queue now and sleeps until the job is due."""
+        if delay < IDLE_POLL:
+            self.wake.set()
 
 
 async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, *, timeout: float) -> None:
