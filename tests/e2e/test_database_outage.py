@@ -103,7 +103,8 @@ async def test_mail_during_a_database_outage_gets_451_and_mail_after_it_is_deliv
         command, code, text = final(replies)
         assert command in ("RCPT", "DATA"), replies
         assert (code, text.split(" ", 1)[0]) == (451, "4.3.0"), replies
-        assert all(c != 250 for step, c, _ in replies if step in ("RCPT", "DATA")), replies
+        # RCPT may be answered from the route cache (CONDUIT_ROUTE_CACHE_SECONDS); the message never is.
+        assert all(c != 250 for step, c, _ in replies if step == "DATA"), replies
     assert final(after)[:2] == ("DATA", 250), after
     subjects = [verify_signature(webhook["secret"], r)["subject"] for r in requests]
     assert subjects == ["before the outage", "after the outage"]
