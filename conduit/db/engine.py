@@ -6,7 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from sqlalchemy import event
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.util import await_only
 
 
 def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
@@ -16,7 +18,19 @@ def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine.pool, "reset", _sqlite_reset)
         return engine
-    return create_async_engine(database_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    engine = create_async_engine(database_url, pool_size=pool_size, max_overflow=pool_size)
+    event.listen(engine.sync_engine.pool, "checkout", _ping)
+    return engine
+
+
+def _ping(dbapi_connection, record, proxy) -> None:  # noqa: ANN001, ARG001 - pool event arguments
+    """pool_pre_ping in one round trip, not asyncpg's three (BEGIN, the query, ROLLBACK), on every
+    checkout: a connection the database dropped (a restart, an outage) is replaced before it is
+    used, and every other pooled connection with it, as pool_pre_ping does."""
+    try:
+        await_only(record.driver_connection.execute("SELECT 1"))  # simple query protocol: no prepared statement
+    except Exception as exc:  # noqa: BLE001 - any failure means the connection is not usable
+        raise InvalidatePoolError(f"connection failed its ping: {exc!r}") from exc
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DBAPI connection
@@ -30,8 +44,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DBAPI 
 
 def _sqlite_reset(dbapi_connection, record, state) -> None:  # noqa: ANN001 - pool event arguments
     """A connection back in the pool is rolled back only if SQLite still has a transaction open.
-    The pool's default rolls back every time, also after a commit: one more trip to aiosqlite's
-    thread per transaction, for nothing."""
+    The pool's default calls rollback() every time, also after a commit, where sqlite3 does
+    nothing: one more trip to aiosqlite's thread per transaction, for nothing."""
     if state.asyncio_safe and not state.transaction_was_reset and record.driver_connection.in_transaction:
         dbapi_connection.rollback()
 
