@@ -39,6 +39,11 @@ def _migrate(settings: Settings) -> None:
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
+    # The database's threads (SQLite's transactions, conduit/db/engine.py) need the GIL for a
+    # moment between statements; a busy event loop holds it for up to the switch interval (5 ms
+    # by default) each time, with SQLite's write lock held meanwhile. 0.5 ms: measured 5.4-6.0
+    # instead of 8.5-9.1 ms from submitting a group commit to its end, at 4 KiB under saturation.
+    sys.setswitchinterval(0.0005)
     try:
         import uvloop
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
-from conduit.db.engine import transaction
+from conduit.db.engine import run_transaction
 
 log = logging.getLogger("conduit.db")
 T = TypeVar("T")
@@ -32,17 +33,19 @@ class _Waiting(Generic[T]):
 
 class GroupCommit(Generic[T]):
     """Writes items with ``write_batch(session, items)``, as many per transaction as have arrived
-    (at most ``max_items``, and ``max_bytes`` by ``size_of``)."""
+    (at most ``max_items``, and ``max_bytes`` by ``size_of``). ``write_batch`` is synchronous: it
+    runs through ``run_transaction`` (on SQLite, the whole transaction in one trip to a thread)."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession],
-                 write_batch: Callable[[AsyncSession, Sequence[T]], Awaitable[None]], *,
+                 write_batch: Callable[[Session, Sequence[T]], None], *,
                  max_items: int = 200, max_bytes: int = 64 * 1024 * 1024,
-                 size_of: Callable[[T], int] = lambda _: 0) -> None:
+                 size_of: Callable[[T], int] = lambda _: 0, durable: bool = True) -> None:
         self.sessions = sessions
         self.write_batch = write_batch
         self.max_items = max_items
         self.max_bytes = max_bytes
         self.size_of = size_of
+        self.durable = durable  # run_transaction's: False when a commit lost to a machine crash costs nothing
         self._waiting: list[_Waiting[T]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -86,8 +89,8 @@ class GroupCommit(Generic[T]):
         return group
 
     async def _commit(self, group: list[_Waiting[T]]) -> None:
-        async with transaction(self.sessions) as db:
-            await self.write_batch(db, [waiting.item for waiting in group])
+        await run_transaction(self.sessions, self.write_batch, [waiting.item for waiting in group],
+                              durable=self.durable)
         for waiting in group:
             _settle(waiting, None)
 

@@ -13,17 +13,17 @@ from collections.abc import Callable
 import asyncpg
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 log = logging.getLogger("conduit.worker")
 CHANNEL = "conduit_jobs"
 RECONNECT_AFTER = 5.0  # seconds
 
 
-async def announce(session: AsyncSession) -> None:
+def announce(session: Session) -> None:
     """In the transaction that queues jobs: wake listening workers once it commits."""
     if session.bind.dialect.name == "postgresql":
-        await session.execute(text(f"NOTIFY {CHANNEL}"))
+        session.execute(text(f"NOTIFY {CHANNEL}"))
 
 
 async def listen(database_url: str, wake: Callable[[], None], stop: asyncio.Event) -> None:

@@ -1,6 +1,7 @@
 """What an attempt leaves behind: one delivery log row, the job's next state, and, for dead
 endpoints (410 Gone, or nothing but failures for CONDUIT_DEACTIVATE_AFTER_DAYS), a deactivated
-webhook with an audit entry. All in the caller's transaction."""
+webhook with an audit entry. All in the caller's transaction, synchronous: the worker's group
+commit runs them through ``run_transaction``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Row, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from conduit.clock import new_id, now
 from conduit.config import Settings
@@ -56,7 +58,7 @@ def log_attempt(session: AsyncSession, *, webhook_id: str, outcome: HttpOutcome,
     return entry
 
 
-async def record_attempts(session: AsyncSession, attempts: Sequence[Attempt], *, settings: Settings) -> None:
+def record_attempts(session: Session, attempts: Sequence[Attempt], *, settings: Settings) -> None:
     """Record a group of attempts (the worker's group commit). Successes, nearly all of them
     under load, are written with a few statements for the whole group; failures one by one.
     Only attempts whose job is still under the lease they were claimed with are recorded
@@ -64,20 +66,20 @@ async def record_attempts(session: AsyncSession, attempts: Sequence[Attempt], *,
     latest = _latest_claims(attempts)
     delivered = [a for a in latest if a.delivered]
     failed = [a for a in latest if not a.delivered]
-    held = await queue.finish_held(session, [a.job for a in delivered], status="delivered",
+    held = queue.finish_held(session, [a.job for a in delivered], status="delivered",
                                    keep_raw=settings.keep_raw_days > 0)
-    held |= await queue.still_held(session, [a.job for a in failed])
+    held |= queue.still_held(session, [a.job for a in failed])
     recorded = {id(a) for a in latest if a.job.id in held}
     for attempt in attempts:
         if id(attempt) not in recorded:
             log.warning("event=lease_lost job=%s status=%s", attempt.job.id, attempt.outcome.status)
     if delivered := [a for a in delivered if id(a) in recorded]:
-        await session.execute(_INSERT_LOG, [
+        session.execute(_INSERT_LOG, [
             log_row(webhook_id=a.webhook.id, outcome=a.outcome, status="delivered", sender=a.message.mail_from,
                     message_id=a.message.id, simulated=False) for a in delivered])
     for attempt in failed:
         if id(attempt) in recorded:
-            await _record_failure(session, attempt, settings=settings)
+            _record_failure(session, attempt, settings=settings)
 
 
 def _latest_claims(attempts: Sequence[Attempt]) -> list[Attempt]:
@@ -92,39 +94,39 @@ def _latest_claims(attempts: Sequence[Attempt]) -> list[Attempt]:
     return list(latest.values())
 
 
-async def _record_failure(session: AsyncSession, attempt: Attempt, *, settings: Settings) -> None:
+def _record_failure(session: Session, attempt: Attempt, *, settings: Settings) -> None:
     job, webhook, outcome, decision = attempt.job, attempt.webhook, attempt.outcome, attempt.decision
     status = "failed" if decision.give_up else "retrying"
-    await session.execute(_INSERT_LOG, log_row(webhook_id=webhook.id, outcome=outcome, status=status,
+    session.execute(_INSERT_LOG, log_row(webhook_id=webhook.id, outcome=outcome, status=status,
                                                sender=attempt.message.mail_from, message_id=attempt.message.id,
                                                simulated=False))
     error = outcome.error or f"HTTP {outcome.status}"
     if decision.give_up:
-        await queue.finish_many(session, [job], status="failed", error=error, keep_raw=settings.keep_raw_days > 0)
+        queue.finish_many(session, [job], status="failed", error=error, keep_raw=settings.keep_raw_days > 0)
     else:
-        await queue.retry_later(session, job, delay=decision.retry_in or 0, error=error)
+        queue.retry_later(session, job, delay=decision.retry_in or 0, error=error)
     if decision.deactivate:
-        await deactivate(session, webhook, reason=f"the endpoint answered {outcome.status} Gone")
-    elif await _failing_for(session, webhook.id) >= timedelta(days=settings.deactivate_after_days):
-        await deactivate(session, webhook, reason=f"every delivery failed for {settings.deactivate_after_days} days")
+        deactivate(session, webhook, reason=f"the endpoint answered {outcome.status} Gone")
+    elif _failing_for(session, webhook.id) >= timedelta(days=settings.deactivate_after_days):
+        deactivate(session, webhook, reason=f"every delivery failed for {settings.deactivate_after_days} days")
 
 
-async def _failing_for(session: AsyncSession, webhook_id: str) -> timedelta:
+def _failing_for(session: Session, webhook_id: str) -> timedelta:
     """How long this webhook has had nothing but failed attempts (zero if it never failed)."""
-    last_success = await session.scalar(select(func.max(DeliveryLog.attempted_at)).where(
+    last_success = session.scalar(select(func.max(DeliveryLog.attempted_at)).where(
         DeliveryLog.webhook_id == webhook_id, DeliveryLog.status == "delivered", DeliveryLog.simulated.is_(False)))
     query = select(func.min(DeliveryLog.attempted_at)).where(
         DeliveryLog.webhook_id == webhook_id, DeliveryLog.status.in_(("retrying", "failed")),
         DeliveryLog.simulated.is_(False))
     if last_success is not None:
         query = query.where(DeliveryLog.attempted_at > last_success)
-    first_failure = await session.scalar(query)
+    first_failure = session.scalar(query)
     return now() - first_failure if first_failure else timedelta(0)
 
 
-async def deactivate(session: AsyncSession, webhook: Webhook | Row, *, reason: str) -> None:
-    result = await session.execute(update(Webhook).where(Webhook.id == webhook.id, Webhook.active.is_(True))
+def deactivate(session: Session, webhook: Webhook | Row, *, reason: str) -> None:
+    result = session.execute(update(Webhook).where(Webhook.id == webhook.id, Webhook.active.is_(True))
                                    .values(active=False, updated_at=now()))
     if result.rowcount:
-        await audit.record(session, webhook.account_id, "webhook.deactivated", webhook_id=webhook.id,
+        audit.record(session, webhook.account_id, "webhook.deactivated", webhook_id=webhook.id,
                            address=webhook.address, reason=reason)

@@ -3,6 +3,9 @@
 On PostgreSQL the claim uses ``FOR UPDATE SKIP LOCKED`` so any number of workers on any number
 of machines take disjoint jobs; on SQLite the single writer serialises claims. A worker that
 dies mid-delivery simply lets its lease expire: the job is taken again (at-least-once).
+
+The functions here are synchronous: the worker runs them through ``run_transaction`` (on SQLite,
+a whole transaction in one trip to a thread); async code calls them with ``session.run_sync``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Row, Select, Update, and_, bindparam, delete, exists, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from conduit.clock import new_id, now
 from conduit.db.models import DeliveryJob, Message
@@ -26,7 +30,7 @@ def new_job(message_id: str, webhook_id: str, rcpt_to: str, at: datetime) -> dic
             "status": "queued", "attempts": 0, "next_attempt_at": at, "created_at": at}
 
 
-def enqueue(session: AsyncSession, message: Message, targets: Iterable[tuple[str, str]]) -> list[DeliveryJob]:
+def enqueue(session: AsyncSession | Session, message: Message, targets: Iterable[tuple[str, str]]) -> list[DeliveryJob]:
     """Add one job per (webhook_id, rcpt_to) for a stored message, in the caller's transaction."""
     at = now()
     jobs = [DeliveryJob(**new_job(message.id, webhook_id, rcpt, at)) for webhook_id, rcpt in targets]
@@ -74,65 +78,64 @@ def _leases(jobs: Sequence[Job]) -> dict[str, list]:
     return {"ids": [job.id for job in jobs], "leases": [(job.id, job.locked_until) for job in jobs]}
 
 
-async def claim(session: AsyncSession, *, limit: int, lease: timedelta) -> list[Row]:
+def claim(session: Session, *, limit: int, lease: timedelta) -> list[Row]:
     """Take up to ``limit`` due jobs: lease them and count the attempt. The jobs are rows with
     the columns of DeliveryJob as attributes."""
     at = now()
     statement = _CLAIM_SKIP_LOCKED if session.bind.dialect.name == "postgresql" else _CLAIM
-    result = await session.execute(statement, {"at": at, "limit": limit, "until": at + lease})
+    result = session.execute(statement, {"at": at, "limit": limit, "until": at + lease})
     return list(result)
 
 
-async def next_due_at(session: AsyncSession) -> datetime | None:
+def next_due_at(session: Session) -> datetime | None:
     """When the earliest queued job that no worker holds becomes due (for the worker's sleep)."""
-    return await session.scalar(_NEXT_DUE)
+    return session.scalar(_NEXT_DUE)
 
 
-async def still_held(session: AsyncSession, jobs: Sequence[Job]) -> set[str]:
+def still_held(session: Session, jobs: Sequence[Job]) -> set[str]:
     """The ids of ``jobs`` still under the lease they were claimed with, locked until the caller
     commits. A job missing here was taken over by another worker after its lease ran out: that
     worker records it, so this one must not (else one delivery is logged twice)."""
     if not jobs:
         return set()
-    return set((await session.execute(_HELD, _leases(jobs))).scalars())
+    return set(session.execute(_HELD, _leases(jobs)).scalars())
 
 
-async def finish_many(session: AsyncSession, jobs: Sequence[Job], *, status: str, error: str = "",
-                      keep_raw: bool) -> None:
+def finish_many(session: Session, jobs: Sequence[Job], *, status: str, error: str = "", keep_raw: bool) -> None:
     """Mark jobs delivered or failed; drop each raw message once no job needs it."""
-    await session.execute(_FINISH, {"ids": [job.id for job in jobs], "new_status": status, "at": now(),
-                                    "error": error[:2000]})
+    session.execute(_FINISH, {"ids": [job.id for job in jobs], "new_status": status, "at": now(),
+                              "error": error[:2000]})
     if not keep_raw:
-        await drop_finished_messages(session, {job.message_id for job in jobs})
+        drop_finished_messages(session, {job.message_id for job in jobs})
 
 
-async def finish_held(session: AsyncSession, jobs: Sequence[Job], *, status: str, keep_raw: bool) -> set[str]:
+def finish_held(session: Session, jobs: Sequence[Job], *, status: str, keep_raw: bool) -> set[str]:
     """``still_held`` and ``finish_many`` in one statement: mark the jobs still under the lease
     they were claimed with finished (the update locks them until the caller commits, as
     ``still_held`` does), drop each raw message once no job needs it, and return their ids."""
     if not jobs:
         return set()
-    finished = set((await session.execute(_FINISH_HELD, {**_leases(jobs), "new_status": status, "at": now()})).scalars())
+    finished = set(session.execute(_FINISH_HELD, {**_leases(jobs), "new_status": status, "at": now()}).scalars())
     if finished and not keep_raw:
-        await drop_finished_messages(session, {job.message_id for job in jobs if job.id in finished})
+        drop_finished_messages(session, {job.message_id for job in jobs if job.id in finished})
     return finished
 
 
-async def retry_later(session: AsyncSession, job: Job, *, delay: float, error: str,
-                      count_attempt: bool = True) -> None:
+def retry_later(session: Session, job: Job, *, delay: float, error: str,
+                count_attempt: bool = True) -> None:
     """Put the job back for another attempt after ``delay`` seconds (rate limits don't count as attempts)."""
     values = {"next_attempt_at": now() + timedelta(seconds=delay), "locked_until": None, "last_error": error[:2000]}
     if not count_attempt:
         values["attempts"] = _jobs.c.attempts - 1
-    await session.execute(update(_jobs).where(_jobs.c.id == job.id).values(**values))
+    session.execute(update(_jobs).where(_jobs.c.id == job.id).values(**values))
 
 
-async def drop_finished_messages(session: AsyncSession, message_ids: Iterable[str]) -> None:
-    await session.execute(_DROP_FINISHED, {"ids": list(message_ids)})
+def drop_finished_messages(session: Session, message_ids: Iterable[str]) -> None:
+    session.execute(_DROP_FINISHED, {"ids": list(message_ids)})
 
 
-async def purge_finished_messages(session: AsyncSession, *, keep_days: int) -> None:
+def purge_finished_messages(session: Session, *, keep_days: int) -> None:
     """Periodic: raw messages whose jobs are all finished and that are past the keep period."""
     cutoff = now() - timedelta(days=keep_days)
     still_needed = exists().where(and_(DeliveryJob.message_id == Message.id, DeliveryJob.status == "queued"))
-    await session.execute(delete(Message).where(Message.received_at < cutoff, ~still_needed))
+    session.execute(delete(Message).where(Message.received_at < cutoff, ~still_needed))

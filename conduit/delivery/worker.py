@@ -13,10 +13,11 @@ from datetime import timedelta
 
 from sqlalchemy import Row, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from conduit.clock import now
 from conduit.config import Settings
-from conduit.db.engine import transaction
+from conduit.db.engine import run_transaction, transaction
 from conduit.db.group_commit import GroupCommit
 from conduit.db.models import DeliveryJob, Message, Webhook
 from conduit.delivery import queue, rate_limit
@@ -57,9 +58,11 @@ class Worker:
         # timeout bounds it), short enough that a crashed worker's jobs resume quickly.
         self.lease = timedelta(seconds=self.settings.delivery_timeout + 5)
         self.wake = asyncio.Event()
-        # Attempts that finish while a commit runs are recorded together in the next one.
+        # Attempts that finish while a commit runs are recorded together in the next one. The
+        # worker's commits need not wait for the disk: one undone by a machine crash means a
+        # job delivered again (at-least-once), never mail lost (run_transaction's ``durable``).
         self.recorder: GroupCommit[Attempt] = GroupCommit(
-            self.sessions, functools.partial(record_attempts, settings=self.settings))
+            self.sessions, functools.partial(record_attempts, settings=self.settings), durable=False)
         self._in_flight: set[asyncio.Task[None]] = set()
         # The last look at the queue left due jobs behind for want of free slots: a delivery that
         # ends frees one for them. Otherwise an ending delivery needs no look at the queue (an
@@ -101,8 +104,7 @@ class Worker:
         """Seconds to sleep with nothing due: until the earliest retry, at most IDLE_POLL (other
         processes may queue mail without waking this one)."""
         try:
-            async with self.sessions() as db:
-                due = await queue.next_due_at(db)
+            due = await run_transaction(self.sessions, queue.next_due_at, durable=False)
         except Exception:  # noqa: BLE001 - the next claim reports a database problem
             return IDLE_POLL
         if due is None:
@@ -123,11 +125,13 @@ class Worker:
 
     async def _claim(self, limit: int) -> list[Claimed]:
         """Lease due jobs, with their messages and webhooks (two queries for the batch)."""
-        async with transaction(self.sessions) as db:
-            jobs = await queue.claim(db, limit=limit, lease=self.lease)
-            if not jobs:
-                return []
-            rows = await db.execute(_MESSAGES_AND_WEBHOOKS, {"ids": [job.id for job in jobs]})
+        return await run_transaction(self.sessions, self._claim_in, limit, durable=False)
+
+    def _claim_in(self, db: Session, limit: int) -> list[Claimed]:
+        jobs = queue.claim(db, limit=limit, lease=self.lease)
+        if not jobs:
+            return []
+        rows = db.execute(_MESSAGES_AND_WEBHOOKS, {"ids": [job.id for job in jobs]})
         messages: dict[str, MessageRow] = {}  # a message going to several webhooks is kept once
         found = {}
         for row in rows:
@@ -140,15 +144,14 @@ class Worker:
     async def deliver(self, job: Row, message: MessageRow, webhook: WebhookRow) -> None:
         if not webhook.active:
             # Paused (by its owner, or after 410): hold the mail until the webhook is reactivated.
-            async with transaction(self.sessions) as db:
-                await queue.retry_later(db, job, delay=INACTIVE_RECHECK, count_attempt=False,
-                                        error="webhook is inactive; delivery resumes when it is reactivated")
+            await run_transaction(self.sessions, queue.retry_later, job, delay=INACTIVE_RECHECK, count_attempt=False,
+                                  error="webhook is inactive; delivery resumes when it is reactivated", durable=False)
             return
         if webhook.rate_limit:
             async with transaction(self.sessions) as db:
                 wait = await rate_limit.take(db, webhook.id, webhook.rate_limit)
                 if wait:
-                    await queue.retry_later(db, job, delay=wait, error="rate limited", count_attempt=False)
+                    await db.run_sync(queue.retry_later, job, delay=wait, error="rate limited", count_attempt=False)
             if wait:
                 self._due_soon(wait)
                 return

@@ -63,14 +63,14 @@ async def create(session: AsyncSession, *, email: str, password: str, ip: str) -
         await session.flush()
     except IntegrityError:  # a concurrent sign-up with the same email won the race
         raise Conflict("an account with this email is already registered", code="email_taken") from None
-    await audit.record(session, account.id, "account.sign_up", ip=ip)
+    audit.record(session, account.id, "account.sign_up", ip=ip)
     return account
 
 
 async def set_timezone(session: AsyncSession, account: Account, *, timezone: str, ip: str) -> None:
     previous = account.timezone
     account.timezone = check_timezone(timezone)
-    await audit.record(session, account.id, "account.timezone_changed", ip=ip, old=previous, new=timezone)
+    audit.record(session, account.id, "account.timezone_changed", ip=ip, old=previous, new=timezone)
 
 
 async def revoke_sessions(session: AsyncSession, account: Account, *, api_tokens: bool) -> None:
@@ -89,7 +89,7 @@ async def change_password(session: AsyncSession, account: Account, *, current_pa
     account.password_hash = await hash_password(new_password)
     account.password_changed_at = now()
     await revoke_sessions(session, account, api_tokens=revoke_api_tokens)
-    await audit.record(session, account.id, "account.password_changed", ip=ip, api_tokens_revoked=revoke_api_tokens)
+    audit.record(session, account.id, "account.password_changed", ip=ip, api_tokens_revoked=revoke_api_tokens)
 
 
 async def request_password_reset(session: AsyncSession, *, email: str, ip: str) -> tuple[Account, str] | None:
@@ -114,7 +114,7 @@ async def request_password_reset(session: AsyncSession, *, email: str, ip: str) 
     token = random_token("prt_")
     session.add(OneTimeToken(id=new_id("ott"), account_id=account.id, purpose=RESET, token_hash=hash_token(token),
                              created_at=now(), expires_at=now() + RESET_TOKEN_TTL))
-    await audit.record(session, account.id, "account.password_reset_requested", ip=ip)
+    audit.record(session, account.id, "account.password_reset_requested", ip=ip)
     return account, token
 
 
@@ -133,7 +133,7 @@ async def confirm_password_reset(session: AsyncSession, *, token: str, new_passw
     await session.execute(update(OneTimeToken).where(
         OneTimeToken.account_id == account.id, OneTimeToken.purpose == RESET,
         OneTimeToken.used_at.is_(None)).values(used_at=now()))
-    await audit.record(session, account.id, "account.password_reset", ip=ip)
+    audit.record(session, account.id, "account.password_reset", ip=ip)
 
 
 async def delete_account(session: AsyncSession, account: Account, *, password: str, confirm: bool, ip: str) -> None:
@@ -150,5 +150,5 @@ async def _reauthenticate(session: AsyncSession, account: Account, password: str
     await throttle.check(session, keys, throttle.SIGN_IN, what="wrong passwords")
     if not await verify_password(account.password_hash, password):
         await throttle.count(session, keys)
-        await audit.record(session, account.id, "account.reauthentication_failed", ip=ip)
+        audit.record(session, account.id, "account.reauthentication_failed", ip=ip)
         raise AuthFailed(f"{field} is wrong", code="invalid_credentials")

@@ -58,7 +58,7 @@ async def create(session: AsyncSession, account: Account, *, name: str, allowed_
                    allowed_ips=check_allowed_ips(allowed_ips or []), created_at=at,
                    expires_at=at + timedelta(seconds=expires_in) if expires_in else None)
     session.add(row)
-    await audit.record(session, account.id, "api_token.created", ip=ip, token_id=row.id, name=name)
+    audit.record(session, account.id, "api_token.created", ip=ip, token_id=row.id, name=name)
     return row, token
 
 
@@ -74,7 +74,7 @@ async def revoke(session: AsyncSession, account: Account, token_id: str, *, ip: 
     result = await session.execute(delete(ApiToken).where(ApiToken.id == token_id, ApiToken.account_id == account.id))
     if result.rowcount != 1:
         raise NotFound("no API token with this id", code="api_token_not_found")
-    await audit.record(session, account.id, "api_token.revoked", ip=ip, token_id=token_id)
+    audit.record(session, account.id, "api_token.revoked", ip=ip, token_id=token_id)
 
 
 async def find_usable(session: AsyncSession, token: str, *, ip: str) -> ApiToken | None:

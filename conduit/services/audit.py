@@ -7,13 +7,15 @@ from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from conduit.clock import new_id, now
 from conduit.db.models import AuditEntry
 
 
-async def record(session: AsyncSession, account_id: str, action: str, *, ip: str = "", **details: Any) -> None:
-    """Add an entry; ``details`` become its metadata and must never hold a secret."""
+def record(session: AsyncSession | Session, account_id: str, action: str, *, ip: str = "", **details: Any) -> None:
+    """Add an entry to the caller's transaction (async or sync session); ``details`` become its
+    metadata and must never hold a secret."""
     session.add(AuditEntry(id=new_id("aud"), account_id=account_id, action=action, ip=ip,
                            details=details, created_at=now()))
 

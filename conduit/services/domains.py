@@ -81,7 +81,7 @@ async def claim(session: AsyncSession, account: Account, *, name: str, public: t
         await session.flush()
     except IntegrityError:
         raise Conflict(f"you have already claimed {name}", code="domain_already_claimed") from None
-    await audit.record(session, account.id, "domain.claimed", ip=ip, domain_id=domain.id, name=name)
+    audit.record(session, account.id, "domain.claimed", ip=ip, domain_id=domain.id, name=name)
     return domain
 
 
@@ -103,7 +103,7 @@ async def verify(session: AsyncSession, account: Account, domain_id: str, *, res
     # The other accounts' unverified claims on this name are void now.
     await session.execute(delete(Domain).where(Domain.name == domain.name, Domain.id != domain.id,
                                                Domain.verified.is_(False)))
-    await audit.record(session, account.id, "domain.verified", ip=ip, domain_id=domain.id, name=domain.name)
+    audit.record(session, account.id, "domain.verified", ip=ip, domain_id=domain.id, name=domain.name)
     return domain
 
 
@@ -136,7 +136,7 @@ async def delete_domain(session: AsyncSession, account: Account, domain_id: str,
     domain = await get_visible(session, account, domain_id, public=public)
     _refuse_public(domain, "deleted")
     await session.delete(domain)
-    await audit.record(session, account.id, "domain.deleted", ip=ip, domain_id=domain.id, name=domain.name)
+    audit.record(session, account.id, "domain.deleted", ip=ip, domain_id=domain.id, name=domain.name)
 
 
 async def usable_for_address(session: AsyncSession, account: Account, name: str, *,

@@ -19,7 +19,7 @@ async def purge_expired(session: AsyncSession, *, settings: Settings) -> None:
     await audit.purge(session, older_than_days=settings.audit_retention_days)
     await session.execute(delete(DeliveryLog).where(
         DeliveryLog.attempted_at < now() - timedelta(days=settings.log_retention_days)))
-    await queue.purge_finished_messages(session, keep_days=settings.keep_raw_days)
+    await session.run_sync(queue.purge_finished_messages, keep_days=settings.keep_raw_days)
     await throttle.purge(session, older_than=timedelta(days=1))
     await session.execute(delete(OneTimeToken).where(OneTimeToken.expires_at < now() - timedelta(days=1)))
     await session.execute(delete(RefreshToken).where(or_(

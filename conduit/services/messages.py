@@ -51,27 +51,21 @@ _INSERT_JOBS = insert(DeliveryJob.__table__)
 _INSERT_LOGS = insert(DeliveryLog.__table__)
 
 
-async def accept_batch(session: AsyncSession, batch: Sequence[Incoming]) -> None:
+def accept_batch(session: Session, batch: Sequence[Incoming]) -> None:
     """Insert the messages, their jobs and their DATA-time rejections (bulk inserts; messages
-    first, for the jobs' foreign keys)."""
+    first, for the jobs' foreign keys), in the group commit's transaction."""
     at = now()
     jobs = [queue.new_job(item.id, webhook_id, rcpt, at) for item in batch for webhook_id, rcpt in item.targets.items()]
     rejections = [_rejection_row(webhook_id, item.receipt.mail_from, reason, item.id, at)
                   for item in batch for webhook_id, reason in item.rejected]
-    await session.run_sync(_insert, [_message_row(item, at) for item in batch], jobs, rejections)
-    if jobs:
-        await notify.announce(session)
-
-
-def _insert(session: Session, messages: list[dict[str, Any]], jobs: list[dict[str, Any]],
-            rejections: list[dict[str, Any]]) -> None:
-    """The inserts in one hop into SQLAlchemy's sync world (each await of the async session is one)."""
     connection = session.connection()
-    connection.execute(_INSERT_MESSAGES, messages)
+    connection.execute(_INSERT_MESSAGES, [_message_row(item, at) for item in batch])
     if jobs:
         connection.execute(_INSERT_JOBS, jobs)
     if rejections:
         connection.execute(_INSERT_LOGS, rejections)
+    if jobs:
+        notify.announce(session)
 
 
 def record_rejection(session: AsyncSession, *, webhook_id: str, sender: str, reason: str) -> None:

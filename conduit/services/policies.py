@@ -99,7 +99,7 @@ async def create(session: AsyncSession, account: Account, *, fields: dict[str, A
                         smtp_username="", smtp_password_hash="")
     revealed = await _apply(session, policy, fields)
     await _save(session, policy)
-    await audit.record(session, account.id, "smtp_policy.created", ip=ip, policy_id=policy.id, name=policy.name)
+    audit.record(session, account.id, "smtp_policy.created", ip=ip, policy_id=policy.id, name=policy.name)
     return PolicyView(policy, revealed)
 
 
@@ -109,7 +109,7 @@ async def update(session: AsyncSession, account: Account, policy_id: str, *, cha
     policy = await get(session, account, policy_id)
     revealed = await _apply(session, policy, changes)
     await _save(session, policy)
-    await audit.record(session, account.id, "smtp_policy.updated", ip=ip, policy_id=policy.id,
+    audit.record(session, account.id, "smtp_policy.updated", ip=ip, policy_id=policy.id,
                        fields=sorted(changes))
     return PolicyView(policy, revealed)
 
@@ -151,7 +151,7 @@ async def list_for(session: AsyncSession, account: Account) -> list[SmtpPolicy]:
 async def delete_policy(session: AsyncSession, account: Account, policy_id: str, *, ip: str) -> None:
     policy = await get(session, account, policy_id)
     await session.delete(policy)
-    await audit.record(session, account.id, "smtp_policy.deleted", ip=ip, policy_id=policy.id, name=policy.name)
+    audit.record(session, account.id, "smtp_policy.deleted", ip=ip, policy_id=policy.id, name=policy.name)
 
 
 def rules_of(policy: SmtpPolicy) -> PolicyRules:

@@ -62,16 +62,16 @@ async def sign_in(session: AsyncSession, *, email: str, password: str, ip: str, 
     if not await verify_password(account.password_hash if account else None, password):
         await throttle.count(session, keys)
         if account:
-            await audit.record(session, account.id, "session.sign_in_failed", ip=ip)
+            audit.record(session, account.id, "session.sign_in_failed", ip=ip)
         raise AuthFailed(BAD_CREDENTIALS, code="invalid_credentials")
     assert account is not None
     if account.totp_enabled:
         token = random_token("ctc_")
         session.add(OneTimeToken(id=new_id("ott"), account_id=account.id, purpose=CHALLENGE,
                                  token_hash=hash_token(token), created_at=now(), expires_at=now() + CHALLENGE_TTL))
-        await audit.record(session, account.id, "session.totp_challenge_issued", ip=ip)
+        audit.record(session, account.id, "session.totp_challenge_issued", ip=ip)
         return TotpChallenge(totp_token=token, expires_in=int(CHALLENGE_TTL.total_seconds()))
-    await audit.record(session, account.id, "session.sign_in", ip=ip)
+    audit.record(session, account.id, "session.sign_in", ip=ip)
     return await open_session(session, account, settings=settings, crypto=crypto)
 
 
@@ -84,7 +84,7 @@ async def complete_totp(session: AsyncSession, *, totp_token: str, code: str, ip
     account = await session.get_one(Account, challenge.account_id)
     await two_factor.verify_code(session, account, code, ip=ip, crypto=crypto)
     challenge.used_at = now()
-    await audit.record(session, account.id, "session.sign_in", ip=ip, second_factor=True)
+    audit.record(session, account.id, "session.sign_in", ip=ip, second_factor=True)
     return await open_session(session, account, settings=settings, crypto=crypto)
 
 
@@ -100,7 +100,7 @@ async def refresh(session: AsyncSession, *, refresh_token: str, ip: str, setting
         raise Unauthorized("refresh token is invalid or expired", code="invalid_refresh_token")
     if row.rotated_at is not None:
         await _revoke_family(session, row.family_id)
-        await audit.record(session, row.account_id, "session.refresh_token_reuse", ip=ip)
+        audit.record(session, row.account_id, "session.refresh_token_reuse", ip=ip)
         raise AuthFailed("refresh token was already used; the session has been revoked",
                          code="refresh_token_reused")
     # Conditional update: of two concurrent refreshes with one token, only one rotates it.
@@ -116,13 +116,13 @@ async def sign_out(session: AsyncSession, account: Account, *, refresh_token: st
     """Revoke the session the refresh token belongs to; without one, sign out everywhere."""
     if refresh_token is None:
         await accounts.revoke_sessions(session, account, api_tokens=False)
-        await audit.record(session, account.id, "session.sign_out", ip=ip, everywhere=True)
+        audit.record(session, account.id, "session.sign_out", ip=ip, everywhere=True)
         return
     row = await session.scalar(select(RefreshToken).where(RefreshToken.token_hash == hash_token(refresh_token),
                                                           RefreshToken.account_id == account.id))
     if row is not None:
         await _revoke_family(session, row.family_id)
-    await audit.record(session, account.id, "session.sign_out", ip=ip, everywhere=False)
+    audit.record(session, account.id, "session.sign_out", ip=ip, everywhere=False)
 
 
 async def _revoke_family(session: AsyncSession, family_id: str) -> None:

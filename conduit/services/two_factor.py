@@ -45,7 +45,7 @@ async def setup(session: AsyncSession, account: Account, *, crypto: Crypto, ip: 
     url = pyotp.TOTP(secret).provisioning_uri(name=account.email, issuer_name=ISSUER)
     png = io.BytesIO()
     segno.make(url, error="m").save(png, kind="png", scale=5)
-    await audit.record(session, account.id, "2fa.setup", ip=ip)
+    audit.record(session, account.id, "2fa.setup", ip=ip)
     return secret, url, base64.b64encode(png.getvalue()).decode()
 
 
@@ -57,7 +57,7 @@ async def enable(session: AsyncSession, account: Account, *, code: str, crypto: 
     await verify_code(session, account, code, ip=ip, crypto=crypto, allow_backup=False)
     account.totp_enabled = True
     codes = await _replace_backup_codes(session, account)
-    await audit.record(session, account.id, "2fa.enabled", ip=ip)
+    audit.record(session, account.id, "2fa.enabled", ip=ip)
     return codes
 
 
@@ -69,7 +69,7 @@ async def disable(session: AsyncSession, account: Account, *, code: str, crypto:
     account.totp_last_step = 0
     await session.execute(delete(OneTimeToken).where(OneTimeToken.account_id == account.id,
                                                      OneTimeToken.purpose == BACKUP))
-    await audit.record(session, account.id, "2fa.disabled", ip=ip)
+    audit.record(session, account.id, "2fa.disabled", ip=ip)
 
 
 async def regenerate_backup_codes(session: AsyncSession, account: Account, *, code: str, crypto: Crypto,
@@ -77,7 +77,7 @@ async def regenerate_backup_codes(session: AsyncSession, account: Account, *, co
     _require_enabled(account)
     await verify_code(session, account, code, ip=ip, crypto=crypto)
     codes = await _replace_backup_codes(session, account)
-    await audit.record(session, account.id, "2fa.backup_codes_regenerated", ip=ip)
+    audit.record(session, account.id, "2fa.backup_codes_regenerated", ip=ip)
     return codes
 
 
@@ -110,7 +110,7 @@ async def verify_code(session: AsyncSession, account: Account, code: str, *, ip:
         ok = allow_backup and await _consume_backup_code(session, account, code)
     if not ok:
         await throttle.count(session, keys)
-        await audit.record(session, account.id, "2fa.code_rejected", ip=ip)
+        audit.record(session, account.id, "2fa.code_rejected", ip=ip)
         raise AuthFailed("the two-factor code is wrong or was already used", code="invalid_totp_code")
 
 

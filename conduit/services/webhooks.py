@@ -131,7 +131,7 @@ async def create(session: AsyncSession, account: Account, *, fields: dict[str, A
                       secret_encrypted=ctx.crypto.encrypt(generate_webhook_secret()))
     await _apply(session, account, webhook, fields, ctx)
     await _save(session, webhook)
-    await audit.record(session, account.id, "webhook.created", ip=ip, webhook_id=webhook.id, address=webhook.address)
+    audit.record(session, account.id, "webhook.created", ip=ip, webhook_id=webhook.id, address=webhook.address)
     return webhook
 
 
@@ -144,7 +144,7 @@ async def update(session: AsyncSession, account: Account, webhook_id: str, *, ch
             raise Invalid(f"{required} cannot be empty", field=required)
     await _apply(session, account, webhook, changes, ctx)
     await _save(session, webhook)
-    await audit.record(session, account.id, "webhook.updated", ip=ip, webhook_id=webhook.id, fields=sorted(changes))
+    audit.record(session, account.id, "webhook.updated", ip=ip, webhook_id=webhook.id, fields=sorted(changes))
     return webhook
 
 
@@ -164,7 +164,7 @@ async def list_for(session: AsyncSession, account: Account) -> list[Webhook]:
 async def delete_webhook(session: AsyncSession, account: Account, webhook_id: str, *, ip: str) -> None:
     webhook = await get(session, account, webhook_id)
     await session.delete(webhook)
-    await audit.record(session, account.id, "webhook.deleted", ip=ip, webhook_id=webhook.id, address=webhook.address)
+    audit.record(session, account.id, "webhook.deleted", ip=ip, webhook_id=webhook.id, address=webhook.address)
 
 
 async def list_logs(session: AsyncSession, account: Account, webhook_id: str, *, page: int, page_size: int,
@@ -200,7 +200,7 @@ async def redeliver(session: AsyncSession, account: Account, webhook_id: str, lo
     rcpt = next((r for r in message.rcpt_to if r.lower() == webhook.address), message.rcpt_to[0] if message.rcpt_to
                 else webhook.address)
     (job,) = queue.enqueue(session, message, [(webhook.id, rcpt)])
-    await notify.announce(session)
-    await audit.record(session, account.id, "webhook.redelivery_queued", webhook_id=webhook.id,
+    await session.run_sync(notify.announce)
+    audit.record(session, account.id, "webhook.redelivery_queued", webhook_id=webhook.id,
                        message_id=message.id, job_id=job.id)
     return job

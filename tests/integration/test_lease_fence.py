@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from conduit.db.engine import session_factory, transaction
+from conduit.db.engine import run_transaction, session_factory
 from conduit.db.group_commit import GroupCommit
 from conduit.delivery.http import HttpOutcome
 from conduit.delivery.outcomes import Attempt, record_attempts
@@ -95,7 +95,7 @@ async def test_a_job_taken_twice_is_recorded_once_when_both_attempts_are_recorde
     (later,) = await worker._claim(10)  # the first lease ran out while that attempt was still running
     attempts = [_attempt(earlier, settings, 500), _attempt(later, settings)]
 
-    async with transaction(sessions) as db:  # one group commit holding both
-        await record_attempts(db, attempts if earlier_first else attempts[::-1], settings=settings)
+    # one group commit holding both
+    await run_transaction(sessions, record_attempts, attempts if earlier_first else attempts[::-1], settings=settings)
 
     assert await _statuses(client, owner, webhook["id"]) == ["delivered"]

@@ -1,0 +1,86 @@
+"""``run_transaction`` (conduit/db/engine.py), the hot paths' transaction boundary, against the
+real database: it commits or rolls back whole, its writers from several engines (as from several
+processes) take turns without "database is locked", and only the worker's commits skip the
+wait for the disk; the SMTP server's (the 250) never do."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.orm import Session
+
+from conduit.clock import new_id, now
+from conduit.db.engine import create_engine, run_transaction, session_factory
+from conduit.db.group_commit import GroupCommit
+from conduit.db.models import AuditEntry
+from tests.factories import sign_up
+
+_ENTRIES = AuditEntry.__table__
+
+
+def _add_entries(session: Session, account_id: str, count: int, *, fail: bool = False) -> None:
+    session.connection().execute(insert(_ENTRIES), [
+        {"id": new_id("aud"), "account_id": account_id, "action": "test.entry", "ip": "",
+         "details": {}, "created_at": now()} for i in range(count)])
+    if fail:
+        raise RuntimeError("the caller's function failed")
+
+
+async def _entries(sessions, account_id: str) -> int:
+    async with sessions() as db:
+        return await db.scalar(select(func.count()).select_from(_ENTRIES).where(
+            _ENTRIES.c.account_id == account_id, _ENTRIES.c.action == "test.entry"))
+
+
+def _commit_mode(session: Session) -> str:
+    """What this transaction's commit waits for, as the database reports it."""
+    if session.bind.dialect.name == "postgresql":
+        return "disk" if session.execute(text("SHOW synchronous_commit")).scalar() == "on" else "no wait"
+    return "disk" if session.execute(text("PRAGMA synchronous")).scalar() == 2 else "no wait"  # 2: FULL
+
+
+@pytest.fixture
+async def account_id(client) -> str:
+    return (await sign_up(client))["id"]
+
+
+async def test_a_transaction_commits_whole_or_not_at_all(engine, account_id):
+    sessions = session_factory(engine)
+    await run_transaction(sessions, _add_entries, account_id, 3)
+    with pytest.raises(RuntimeError, match="the caller's function failed"):
+        await run_transaction(sessions, _add_entries, account_id, 5, fail=True)
+    assert await _entries(sessions, account_id) == 3
+
+
+async def test_writers_on_several_engines_take_turns_without_lock_errors(settings, engine, account_id):
+    """Three engines on one database, as three processes would have, 40 transactions each at once."""
+    engines = [engine, create_engine(settings.database_url), create_engine(settings.database_url)]
+    try:
+        writes = [run_transaction(session_factory(e), _add_entries, account_id, 1 + n % 3, durable=n % 2 == 0)
+                  for n in range(40) for e in engines]
+        await asyncio.gather(*writes)
+    finally:
+        for other in engines[1:]:
+            await other.dispose()
+    assert await _entries(session_factory(engine), account_id) == 3 * sum(1 + n % 3 for n in range(40))
+
+
+async def test_only_durable_false_commits_skip_the_wait_for_the_disk(engine):
+    sessions = session_factory(engine)
+    assert await run_transaction(sessions, _commit_mode) == "disk"
+    assert await run_transaction(sessions, _commit_mode, durable=False) == "no wait"
+    assert await run_transaction(sessions, _commit_mode) == "disk"  # not left behind on the connection
+
+
+async def test_the_smtp_group_commit_waits_for_the_disk_and_the_workers_does_not(engine):
+    sessions = session_factory(engine)
+    seen: list[str] = []
+
+    def write_batch(session: Session, items: list[int]) -> None:
+        seen.extend(_commit_mode(session) for _ in items)
+
+    await GroupCommit(sessions, write_batch).write(1)  # as the SMTP server's (conduit/runtime.py)
+    await GroupCommit(sessions, write_batch, durable=False).write(2)  # as the worker's recorder
+    assert seen == ["disk", "no wait"]
