@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from tests.factories import create_webhook
 from tests.support.conversation import _eventually, _logs, _mail, _send
@@ -72,6 +73,23 @@ async def test_redeliver_queues_the_message_again(settings, client, alice, recei
     assert second.headers["webhook-id"] == response.json()["job_id"] != first.headers["webhook-id"]
     assert "webhook.redelivery_queued" in [e["action"] for e in
                                            (await client.get("/accounts/me/audit-log", headers=alice.headers)).json()]
+
+
+async def test_a_changed_secret_signs_the_next_delivery(settings, client, alice, receiver):
+    """The worker keeps decrypted secrets (per stored ciphertext): a new secret must still be used at once."""
+    hook = await create_webhook(client, alice, f"box@{PUBLIC}", receiver.url)
+    new_secret = "whsec_" + "Y29uZHVpdCByb3RhdGVkIHNlY3JldCBmb3IgdGVzdHM="
+    async with running(settings):
+        await _send(settings, _mail(f"box@{PUBLIC}", subject="before"))
+        (before,) = await receiver.wait_for(1)
+        response = await client.put(f"/webhooks/{hook['id']}", headers=alice.headers, json={"secret": new_secret})
+        assert response.status_code == 200, response.text
+        await _send(settings, _mail(f"box@{PUBLIC}", subject="after"))
+        _, after = await receiver.wait_for(2)
+    assert verify_signature(hook["secret"], before)["subject"] == "before"
+    assert verify_signature(new_secret, after)["subject"] == "after"
+    with pytest.raises(WebhookVerificationError):
+        verify_signature(hook["secret"], after)
 
 
 @pytest.mark.parametrize("settings_overrides", [{

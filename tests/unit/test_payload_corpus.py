@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from conduit.delivery.render import encode_payload
 from conduit.mail import parse
 from conduit.mail.parse import AuthResults, DkimResult, Envelope, build_payload
 
@@ -76,8 +77,8 @@ FROM_ARGUMENTS = {  # the fields that come from build_payload's arguments, not f
 }
 
 
-def _payload(raw: bytes) -> dict:
-    payload = build_payload(
+def _built(raw: bytes) -> dict:
+    return build_payload(
         raw, message_id="msg_1", received_at=RECEIVED,
         envelope=Envelope(mail_from="sender@example.org", rcpt_to=("hook+tag@example.com",), remote_ip="203.0.113.9",
                           helo="mx.example.org", tls=True, auth_user="user"),
@@ -86,7 +87,10 @@ def _payload(raw: bytes) -> dict:
                          dmarc="pass"),
         simulated=False, max_inline_attachment_bytes=64 * 1024,
     )
-    return json.loads(json.dumps(payload, ensure_ascii=False))  # what the receiver gets: JSON, not tuples
+
+
+def _payload(raw: bytes) -> dict:
+    return json.loads(encode_payload(_built(raw)))  # what the receiver gets: JSON, not tuples
 
 
 EXPECTED_ORDER = [
@@ -126,6 +130,12 @@ def test_payload_is_unchanged(name, expected):
     assert {field: payload[field] for field in FROM_ARGUMENTS} == FROM_ARGUMENTS
     assert _stored_form(payload) == expected[name]
     assert list(payload) == EXPECTED_ORDER  # the JSON's key order too
+
+
+@pytest.mark.parametrize("name", sorted(_cases()))
+def test_the_json_is_the_standard_librarys_byte_for_byte(name):
+    payload = _built(_cases()[name]())
+    assert encode_payload(payload) == json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def test_reused_header_objects_change_nothing():
