@@ -1,14 +1,18 @@
-"""The delivery HTTP client against real aiohttp servers on loopback and the loopback DNS
-server: outcomes, bounds and the SSRF guard, without mocks and without timing assertions."""
+"""The delivery HTTP client against real aiohttp servers, a bare asyncio HTTP server and the
+loopback DNS server: outcomes, bounds, keep-alive, TLS and the SSRF guard, without mocks and
+without timing assertions."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
+import trustme
 from aiohttp import web
 
 import conduit
@@ -287,3 +291,229 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# -- framing and keep-alive, against a bare HTTP/1.1 server ---------------------------
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+HANG_UP = b""  # in a script: close the connection after reading the request, without answering
+CLOSE = b"<close>"  # at the end of a scripted answer: close the connection after sending it
+
+
+class RawServer:
+    """An HTTP/1.1 server on loopback written against asyncio streams: it answers each request
+    with the next scripted bytes (then ``OK``), keeps connections open unless told (``CLOSE``),
+    and records every request and every connection."""
+
+    def __init__(self, *script: bytes) -> None:
+        self.script = list(script)
+        self.requests: list[bytes] = []
+        self.connections: list[asyncio.StreamWriter] = []
+        self.gate: asyncio.Event | None = None  # when set up, requests wait for it before the answer
+        self._server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/hook"
+
+    async def __aenter__(self) -> RawServer:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self.gate is not None:
+            self.gate.set()
+        for writer in self.connections:
+            writer.close()
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections.append(writer)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+                self.requests.append(head + await reader.readexactly(int(length.group(1)) if length else 0))
+                answer = self.script.pop(0) if self.script else OK
+                if answer == HANG_UP:
+                    return
+                if self.gate is not None:
+                    await self.gate.wait()
+                writer.write(answer.removesuffix(CLOSE))
+                await writer.drain()
+                if answer.endswith(CLOSE):
+                    return
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+async def test_chunked_response_is_read_and_the_connection_reused(client: WebhookClient):
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    async with RawServer(chunked) as server:
+        outcome = await client.post(server.url, BODY, HEADERS)
+        assert (outcome.status, outcome.error, outcome.response_excerpt) == (200, None, "hello world")
+        assert (await client.post(server.url, BODY, HEADERS)).status == 200
+    assert (len(server.requests), len(server.connections)) == (2, 1)
+
+
+async def test_body_until_close_and_interim_responses(client: WebhookClient):
+    until_close = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it" + CLOSE
+    interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 4\r\n\r\nmade"
+    async with RawServer(until_close, interim) as server:
+        outcome = await client.post(server.url, BODY, HEADERS)
+        assert (outcome.status, outcome.error, outcome.response_excerpt) == (200, None, "all of it")
+        outcome = await client.post(server.url, BODY, HEADERS)
+        assert (outcome.status, outcome.response_excerpt) == (201, "made")
+
+
+async def test_excerpt_bound_ends_the_read_without_waiting_for_the_rest(dns_server: LoopbackDNS):  # noqa: F811
+    client = WebhookClient(resolver=make_resolver(dns_server.servers), allow_private=True,
+                           connect_timeout=2, total_timeout=2, max_response_bytes=10)
+    exactly_ten = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789"
+    ten_of_a_hundred = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabcdefghij"  # and then nothing
+    try:
+        async with RawServer(exactly_ten, ten_of_a_hundred) as server:
+            outcome = await client.post(server.url, BODY, HEADERS)
+            assert (outcome.status, outcome.error, outcome.response_excerpt) == (200, None, "0123456789")
+            outcome = await client.post(server.url, BODY, HEADERS)  # not a timeout: 10 bytes are enough
+            assert (outcome.status, outcome.error, outcome.response_excerpt) == (200, None, "abcdefghij")
+            assert (await client.post(server.url, BODY, HEADERS)).status == 200
+        # The complete body kept its connection; the cut one was dropped, not reused.
+        assert (len(server.requests), len(server.connections)) == (3, 2)
+    finally:
+        await client.close()
+
+
+async def test_connection_close_response_is_not_reused(client: WebhookClient):
+    closing = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+    async with RawServer(closing) as server:  # the server leaves it open: only the client can honour it
+        assert (await client.post(server.url, BODY, HEADERS)).status == 200
+        assert (await client.post(server.url, BODY, HEADERS)).status == 200
+    assert (len(server.requests), len(server.connections)) == (2, 2)
+
+
+async def test_http_1_0_response_without_keep_alive_is_not_reused(client: WebhookClient):
+    async with RawServer(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok") as server:
+        assert (await client.post(server.url, BODY, HEADERS)).status == 200
+        assert (await client.post(server.url, BODY, HEADERS)).status == 200
+    assert (len(server.requests), len(server.connections)) == (2, 2)
+
+
+async def test_keep_alive_connection_closed_while_idle_is_retried_once(client: WebhookClient):
+    async with RawServer() as server:
+        assert (await client.post(server.url, BODY, HEADERS)).status == 200
+        # The receiver drops the idle connection; the client has not seen that yet when it
+        # writes the next request into it (nothing in between yields to the event loop).
+        server.connections[0].close()
+        outcome = await client.post(server.url, BODY, HEADERS)
+        assert (outcome.status, outcome.error) == (200, None)
+    assert (len(server.requests), len(server.connections)) == (2, 2)  # the second POST arrived once
+
+
+async def test_fresh_connection_closed_without_an_answer_is_not_retried(client: WebhookClient):
+    async with RawServer(HANG_UP) as server:
+        outcome = await client.post(server.url, BODY, HEADERS)
+        assert outcome.status is None
+        assert outcome.error == "the server closed the connection without sending a complete response"
+    assert len(server.requests) == 1
+
+
+async def test_header_with_cr_or_lf_is_refused_before_connecting(client: WebhookClient):
+    async with RawServer() as server:
+        for value in ("a\r\nX-Injected: yes", "a\nb", "a\x00b"):
+            outcome = await client.post(server.url, BODY, HEADERS | {"X-Custom": value})
+            assert outcome.status is None
+            assert outcome.error == "refused: the header 'X-Custom' contains CR, LF or NUL"
+        outcome = await client.post(server.url, BODY, HEADERS | {"X-Bad\r\nName": "v"})
+        assert outcome.error.startswith("refused: the header 'X-Bad")
+    assert (server.requests, server.connections) == ([], [])
+
+
+async def test_pool_limit_is_respected(dns_server: LoopbackDNS):  # noqa: F811
+    client = WebhookClient(resolver=make_resolver(dns_server.servers), allow_private=True,
+                           connect_timeout=2, total_timeout=5, pool_size=2)
+    try:
+        async with RawServer() as server:
+            server.gate = asyncio.Event()
+            posts = [asyncio.ensure_future(client.post(server.url, BODY, HEADERS)) for _ in range(5)]
+            while len(server.requests) < 2:
+                await asyncio.sleep(0.01)
+            server.gate.set()
+            outcomes = await asyncio.gather(*posts)
+            assert [outcome.status for outcome in outcomes] == [200] * 5
+            # Two connections, each reused: the other three POSTs waited for one of them.
+            assert (len(server.requests), len(server.connections)) == (5, 2)
+            # A full pool of idle connections to one host makes way for another host.
+            other_host = server.url.replace("127.0.0.1", "localhost")
+            assert (await client.post(other_host, BODY, HEADERS)).status == 200
+            assert len(server.connections) == 3
+    finally:
+        await client.close()
+
+
+# -- TLS -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+async def tls_receiver(ca: trustme.CA) -> AsyncIterator[Receiver]:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
+    receiver = Receiver()
+    runner = web.AppRunner(_app(receiver), shutdown_timeout=1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context).start()
+    receiver.port = runner.addresses[0][1]
+    yield receiver
+    receiver.release.set()
+    await runner.cleanup()
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
+async def test_https_with_a_trusted_ca(dns_server: LoopbackDNS, tls_receiver: Receiver, ca: trustme.CA,  # noqa: F811
+                                       host: str):
+    trusting = ssl.create_default_context()
+    ca.configure_trust(trusting)
+    client = WebhookClient(resolver=make_resolver(dns_server.servers), allow_private=True,
+                           connect_timeout=2, total_timeout=2, ssl_context=trusting)
+    try:
+        url = tls_receiver.url("/ok", host=host).replace("http://", "https://")
+        for _ in range(2):
+            outcome = await client.post(url, BODY, HEADERS)
+            assert (outcome.status, outcome.error, outcome.response_excerpt) == (202, None, "accepted")
+    finally:
+        await client.close()
+    assert len({headers["X-Peer"] for _, headers, _ in tls_receiver.requests}) == 1
+
+
+async def test_https_with_an_untrusted_certificate_fails_clearly(client: WebhookClient, tls_receiver: Receiver):
+    url = tls_receiver.url("/ok", host="localhost").replace("http://", "https://")
+    outcome = await client.post(url, BODY, HEADERS)
+    assert outcome.status is None
+    assert outcome.error.startswith(
+        f"could not connect to localhost:{tls_receiver.port}: [SSL: CERTIFICATE_VERIFY_FAILED]")
+    assert tls_receiver.requests == []
+
+
+async def test_https_with_a_certificate_for_another_name_fails(dns_server: LoopbackDNS,  # noqa: F811
+                                                                tls_receiver: Receiver, ca: trustme.CA):
+    trusting = ssl.create_default_context()
+    ca.configure_trust(trusting)
+    dns_server.add("hook.test", "A", "127.0.0.1")
+    client = WebhookClient(resolver=make_resolver(dns_server.servers), allow_private=True,
+                           connect_timeout=2, total_timeout=2, ssl_context=trusting)
+    try:
+        outcome = await client.post(tls_receiver.url("/ok", host="hook.test").replace("http://", "https://"),
+                                    BODY, HEADERS)
+    finally:
+        await client.close()
+    assert outcome.status is None
+    assert "CERTIFICATE_VERIFY_FAILED" in outcome.error and "hook.test" in outcome.error
+    assert tls_receiver.requests == []
