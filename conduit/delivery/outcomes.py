@@ -67,7 +67,7 @@ def record_attempts(session: Session, attempts: Sequence[Attempt], *, settings: 
     delivered = [a for a in latest if a.delivered]
     failed = [a for a in latest if not a.delivered]
     held = queue.finish_held(session, [a.job for a in delivered], status="delivered",
-                                   keep_raw=settings.keep_raw_days > 0)
+                             keep_raw=settings.keep_raw_days > 0)
     held |= queue.still_held(session, [a.job for a in failed])
     recorded = {id(a) for a in latest if a.job.id in held}
     for attempt in attempts:
@@ -98,8 +98,8 @@ def _record_failure(session: Session, attempt: Attempt, *, settings: Settings) -
     job, webhook, outcome, decision = attempt.job, attempt.webhook, attempt.outcome, attempt.decision
     status = "failed" if decision.give_up else "retrying"
     session.execute(_INSERT_LOG, log_row(webhook_id=webhook.id, outcome=outcome, status=status,
-                                               sender=attempt.message.mail_from, message_id=attempt.message.id,
-                                               simulated=False))
+                                         sender=attempt.message.mail_from, message_id=attempt.message.id,
+                                         simulated=False))
     error = outcome.error or f"HTTP {outcome.status}"
     if decision.give_up:
         queue.finish_many(session, [job], status="failed", error=error, keep_raw=settings.keep_raw_days > 0)
@@ -126,7 +126,7 @@ def _failing_for(session: Session, webhook_id: str) -> timedelta:
 
 def deactivate(session: Session, webhook: Webhook | Row, *, reason: str) -> None:
     result = session.execute(update(Webhook).where(Webhook.id == webhook.id, Webhook.active.is_(True))
-                                   .values(active=False, updated_at=now()))
+                             .values(active=False, updated_at=now()))
     if result.rowcount:
         audit.record(session, webhook.account_id, "webhook.deactivated", webhook_id=webhook.id,
-                           address=webhook.address, reason=reason)
+                     address=webhook.address, reason=reason)

@@ -110,7 +110,7 @@ async def update(session: AsyncSession, account: Account, policy_id: str, *, cha
     revealed = await _apply(session, policy, changes)
     await _save(session, policy)
     audit.record(session, account.id, "smtp_policy.updated", ip=ip, policy_id=policy.id,
-                       fields=sorted(changes))
+                 fields=sorted(changes))
     return PolicyView(policy, revealed)
 
 

@@ -202,5 +202,5 @@ async def redeliver(session: AsyncSession, account: Account, webhook_id: str, lo
     (job,) = queue.enqueue(session, message, [(webhook.id, rcpt)])
     await session.run_sync(notify.announce)
     audit.record(session, account.id, "webhook.redelivery_queued", webhook_id=webhook.id,
-                       message_id=message.id, job_id=job.id)
+                 message_id=message.id, job_id=job.id)
     return job
