@@ -104,7 +104,8 @@ class Worker:
         """Seconds to sleep with nothing due: until the earliest retry, at most IDLE_POLL (other
         processes may queue mail without waking this one)."""
         try:
-            due = await run_transaction(self.sessions, queue.next_due_at, durable=False)
+            async with self.sessions() as db:  # a read: no transaction, no turn at SQLite's writers' lock
+                due = await db.run_sync(queue.next_due_at)
         except Exception:  # noqa: BLE001 - the next claim reports a database problem
             return IDLE_POLL
         if due is None:
