@@ -424,28 +424,17 @@ class SmtpProtocol(asyncio.Protocol):
     def smtp_MAIL(self, arg: str | None) -> None:  # noqa: N802
         if self._refused(arg) or self._helo_needed():
             return
-        assert self.session is not None
-        extended = self.session.extended_smtp
-        syntax_error = "501 Syntax: MAIL FROM: <address>" + (HELP_EXTENDED["MAIL"] if extended else "")
-        arg = strip_keyword("FROM:", arg) if arg is not None else None
-        if arg is None:
-            self._reply(syntax_error)
+        path = self._path("MAIL", "FROM:", arg)
+        if path is None:
             return
-        address, rest = parse_address(arg)
-        if address is None:
-            self._reply("553 5.1.3 Error: malformed address")
-            return
-        if not address or not extended and rest:
-            self._reply(syntax_error)
-            return
-        if self.envelope.mail_from:
+        address, rest, syntax_error = path
+        if self.envelope.mail_from:  # after the path's checks, as aiosmtpd answered
             self._reply("503 Error: nested MAIL command")
             return
-        options = (rest or "").upper().split()
-        params = parse_params(options)
-        if params is None:
-            self._reply(syntax_error)
+        parsed = self._params(rest, syntax_error)
+        if parsed is None:
             return
+        options, params = parsed
         if params.pop("BODY", "7BIT") not in ("7BIT", "8BITMIME"):
             self._reply("501 Error: BODY can only be one of 7BIT, 8BITMIME")
             return
@@ -473,29 +462,47 @@ class SmtpProtocol(asyncio.Protocol):
         if not self.envelope.mail_from:
             self._reply("503 Error: need MAIL command")
             return
-        assert self.session is not None
-        extended = self.session.extended_smtp
-        syntax_error = "501 Syntax: RCPT TO: <address>" + (HELP_EXTENDED["RCPT"] if extended else "")
-        arg = strip_keyword("TO:", arg) if arg is not None else None
-        if arg is None:
-            self._reply(syntax_error)
+        path = self._path("RCPT", "TO:", arg)
+        if path is None:
             return
-        address, rest = parse_address(arg)
-        if address is None:
-            self._reply("553 5.1.3 Error: malformed address")
+        address, rest, syntax_error = path
+        parsed = self._params(rest, syntax_error)
+        if parsed is None:
             return
-        if not address or not extended and rest:
-            self._reply(syntax_error)
-            return
-        options = (rest or "").upper().split()
-        params = parse_params(options)
-        if params is None:
-            self._reply(syntax_error)
-            return
+        options, params = parsed
         if params:
             self._reply("555 RCPT TO parameters not recognized or not implemented")
             return
         self._answer(self.handler.handle_RCPT(self, self.session, self.envelope, address, options))
+
+    def _path(self, command: str, keyword: str, arg: str | None) -> tuple[str, str | None, str] | None:
+        """MAIL's and RCPT's ``<address>`` after ``keyword``: (address, the rest, the command's
+        syntax-error reply), or None once the error has been answered."""
+        assert self.session is not None
+        extended = self.session.extended_smtp
+        syntax_error = f"501 Syntax: {command} {keyword} <address>" + (HELP_EXTENDED[command] if extended else "")
+        arg = strip_keyword(keyword, arg) if arg is not None else None
+        if arg is None:
+            self._reply(syntax_error)
+            return None
+        address, rest = parse_address(arg)
+        if address is None:
+            self._reply("553 5.1.3 Error: malformed address")
+            return None
+        if not address or not extended and rest:
+            self._reply(syntax_error)
+            return None
+        return address, rest, syntax_error
+
+    def _params(self, rest: str | None, syntax_error: str) -> tuple[list[str], dict[str, str | bool]] | None:
+        """The ESMTP parameters after the path: (the options as given, upper-cased; them parsed),
+        or None once a syntax error has been answered."""
+        options = (rest or "").upper().split()
+        params = parse_params(options)
+        if params is None:
+            self._reply(syntax_error)
+            return None
+        return options, params
 
     def smtp_DATA(self, arg: str | None) -> None:  # noqa: N802
         if self._helo_needed():

@@ -141,6 +141,12 @@ async def test_replies_are_those_clients_knew(settings, webhook):
         (b"MAIL FROM:<ann@sender.example> FOO=bar\r\n", ["555 MAIL FROM parameters not recognized or not implemented"]),
         (b"MAIL FROM:<ann@sender.example> size=10 body=8bitmime smtputf8\r\n", ["250 2.1.0 Sender ok"]),
         (b"MAIL FROM:<c@d.example>\r\n", ["503 Error: nested MAIL command"]),
+        # The next five: replies of Conduit's protocol before MAIL and RCPT shared their path parsing.
+        (b"MAIL FROM:<a@@b>\r\n", ["553 5.1.3 Error: malformed address"]),  # the path is checked first
+        (b"RCPT TO:\r\n", ["501 Syntax: RCPT TO: <address> [SP <mail-parameters>]"]),
+        (b"RCPT <box@in.example>\r\n", ["501 Syntax: RCPT TO: <address> [SP <mail-parameters>]"]),
+        (b"RCPT TO:<a@@b>\r\n", ["553 5.1.3 Error: malformed address"]),
+        (b"RCPT TO:<box@in.example> NOTIFY\r\n", ["555 RCPT TO parameters not recognized or not implemented"]),
         (b"RCPT TO:<box@in.example> NOTIFY=NEVER\r\n", ["555 RCPT TO parameters not recognized or not implemented"]),
         (b"RCPT TO:<nobody@in.example>\r\n", ["550 5.1.1 No such recipient here"]),
         (b"RCPT TO:<box@in.example>\r\n", ["250 2.1.5 Recipient ok"]),
