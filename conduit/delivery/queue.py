@@ -19,15 +19,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from conduit.clock import new_id, now
+from conduit.db import sqlite_hot
 from conduit.db.models import DeliveryJob, Message
 
-Job = DeliveryJob | Row  # a claimed job is a row with DeliveryJob's columns as attributes
+Job = DeliveryJob | Row | sqlite_hot.JobRow  # a claimed job: a row with DeliveryJob's columns as attributes
 
 
 def new_job(message_id: str, webhook_id: str, rcpt_to: str, at: datetime) -> dict[str, Any]:
-    """A queued job's column values (inserted in bulk by messages.accept_batch)."""
+    """A queued job's column values, all of them (inserted in bulk by messages.accept_batch)."""
     return {"id": new_id("job"), "message_id": message_id, "webhook_id": webhook_id, "rcpt_to": rcpt_to,
-            "status": "queued", "attempts": 0, "next_attempt_at": at, "created_at": at}
+            "status": "queued", "attempts": 0, "next_attempt_at": at, "locked_until": None, "created_at": at,
+            "finished_at": None, "last_error": ""}
 
 
 def enqueue(session: AsyncSession | Session, message: Message, targets: Iterable[tuple[str, str]]) -> list[DeliveryJob]:
@@ -39,7 +41,9 @@ def enqueue(session: AsyncSession | Session, message: Message, targets: Iterable
 
 
 # The hot path's statements are Core statements on the tables, built once with bound
-# parameters: no ORM compile step, no identity map, and a cache key computed once.
+# parameters: no ORM compile step, no identity map, and a cache key computed once. On SQLite
+# claim, finish_held and drop_finished_messages run the same SQL on the sqlite3 cursor instead
+# (conduit/db/sqlite_hot.py: SQLAlchemy's work per statement held SQLite's one write lock).
 _jobs = DeliveryJob.__table__
 _messages = Message.__table__
 _DUE = (select(_jobs.c.id)
@@ -54,12 +58,14 @@ def _claim(due: Select) -> Update:
             .returning(*_jobs.c))
 
 
-_CLAIM = _claim(_DUE)
-_CLAIM_SKIP_LOCKED = _claim(_DUE.with_for_update(skip_locked=True))  # PostgreSQL
+_CLAIM = _claim(_DUE.with_for_update(skip_locked=True))  # PostgreSQL; SQLite's is in sqlite_hot
 _NEXT_DUE = (select(_jobs.c.next_attempt_at).where(_jobs.c.status == "queued", _jobs.c.locked_until.is_(None))
              .order_by(_jobs.c.next_attempt_at).limit(1))
-# Jobs still queued under the given (id, locked_until) leases; "id IN" too, for the primary key index.
-_UNDER_LEASE = and_(_jobs.c.status == "queued", _jobs.c.id.in_(bindparam("ids", expanding=True)),
+# Jobs still under the given (id, locked_until) leases; "id IN" too, for the primary key index.
+# No "status = 'queued'" term: a job leaves the queue only through _FINISH or _FINISH_HELD, which
+# clear its lease, so a matching lease means a queued job. With that term SQLite's planner read
+# every queued job through ix_delivery_jobs_due instead (2.1 ms per group with 6,000 queued).
+_UNDER_LEASE = and_(_jobs.c.id.in_(bindparam("ids", expanding=True)),
                     tuple_(_jobs.c.id, _jobs.c.locked_until).in_(bindparam("leases", expanding=True)))
 _HELD = select(_jobs.c.id).where(_UNDER_LEASE).order_by(_jobs.c.id).with_for_update()
 _FINISH_HELD = (update(_jobs).where(_UNDER_LEASE)
@@ -78,13 +84,13 @@ def _leases(jobs: Sequence[Job]) -> dict[str, list]:
     return {"ids": [job.id for job in jobs], "leases": [(job.id, job.locked_until) for job in jobs]}
 
 
-def claim(session: Session, *, limit: int, lease: timedelta) -> list[Row]:
+def claim(session: Session, *, limit: int, lease: timedelta) -> list[Job]:
     """Take up to ``limit`` due jobs: lease them and count the attempt. The jobs are rows with
     the columns of DeliveryJob as attributes."""
     at = now()
-    statement = _CLAIM_SKIP_LOCKED if session.bind.dialect.name == "postgresql" else _CLAIM
-    result = session.execute(statement, {"at": at, "limit": limit, "until": at + lease})
-    return list(result)
+    if (cur := sqlite_hot.cursor(session)) is not None:
+        return sqlite_hot.claim(cur, at=at, until=at + lease, limit=limit)
+    return list(session.execute(_CLAIM, {"at": at, "limit": limit, "until": at + lease}))
 
 
 def next_due_at(session: Session) -> datetime | None:
@@ -115,7 +121,10 @@ def finish_held(session: Session, jobs: Sequence[Job], *, status: str, keep_raw:
     ``still_held`` does), drop each raw message once no job needs it, and return their ids."""
     if not jobs:
         return set()
-    finished = set(session.execute(_FINISH_HELD, {**_leases(jobs), "new_status": status, "at": now()}).scalars())
+    if (cur := sqlite_hot.cursor(session)) is not None:
+        finished = sqlite_hot.finish_held(cur, [(job.id, job.locked_until) for job in jobs], status=status, at=now())
+    else:
+        finished = set(session.execute(_FINISH_HELD, {**_leases(jobs), "new_status": status, "at": now()}).scalars())
     if finished and not keep_raw:
         drop_finished_messages(session, {job.message_id for job in jobs if job.id in finished})
     return finished
@@ -131,7 +140,10 @@ def retry_later(session: Session, job: Job, *, delay: float, error: str,
 
 
 def drop_finished_messages(session: Session, message_ids: Iterable[str]) -> None:
-    session.execute(_DROP_FINISHED, {"ids": list(message_ids)})
+    if (cur := sqlite_hot.cursor(session)) is not None:
+        sqlite_hot.drop_finished_messages(cur, message_ids)
+    else:
+        session.execute(_DROP_FINISHED, {"ids": list(message_ids)})
 
 
 def purge_finished_messages(session: Session, *, keep_days: int) -> None:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from conduit.clock import now
 from conduit.config import Settings
+from conduit.db import sqlite_hot
 from conduit.db.engine import run_transaction, transaction
 from conduit.db.group_commit import GroupCommit
 from conduit.db.models import DeliveryJob, Message, Webhook
@@ -33,7 +34,8 @@ MIN_SLEEP = 0.02  # seconds: never spin on a job that is due but could not be cl
 CLAIM_BATCH = 50
 INACTIVE_RECHECK = 60.0  # seconds between looks at a paused webhook's queued mail
 # Claimed jobs come with their message and webhook, read by one Core select (the ORM's identity
-# map and instance loading cost more than a delivery needs), as tuples with the models' attributes.
+# map and instance loading cost more than a delivery needs; on SQLite the same select on the
+# cursor, conduit/db/sqlite_hot.py), as tuples with the models' attributes.
 _jobs, _messages, _webhooks = DeliveryJob.__table__, Message.__table__, Webhook.__table__
 MessageRow = namedtuple("MessageRow", _messages.c.keys())
 WebhookRow = namedtuple("WebhookRow", _webhooks.c.keys())
@@ -132,7 +134,9 @@ class Worker:
         jobs = queue.claim(db, limit=limit, lease=self.lease)
         if not jobs:
             return []
-        rows = db.execute(_MESSAGES_AND_WEBHOOKS, {"ids": [job.id for job in jobs]})
+        ids = [job.id for job in jobs]
+        cur = sqlite_hot.cursor(db)
+        rows = db.execute(_MESSAGES_AND_WEBHOOKS, {"ids": ids}) if cur is None else sqlite_hot.messages_and_webhooks(cur, ids)
         messages: dict[str, MessageRow] = {}  # a message going to several webhooks is kept once
         found = {}
         for row in rows:

@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from conduit.clock import new_id, now
+from conduit.db import sqlite_hot
 from conduit.db.models import DeliveryJob, DeliveryLog, Message
 from conduit.delivery import notify, queue
 
@@ -44,13 +44,6 @@ class Incoming:
     id: str = field(default_factory=lambda: new_id("msg"))
 
 
-# Core inserts on the tables, built once: the ORM's bulk insert path and a cache key per call
-# cost more CPU than the database spends on these rows.
-_INSERT_MESSAGES = insert(Message.__table__)
-_INSERT_JOBS = insert(DeliveryJob.__table__)
-_INSERT_LOGS = insert(DeliveryLog.__table__)
-
-
 def accept_batch(session: Session, batch: Sequence[Incoming]) -> None:
     """Insert the messages, their jobs and their DATA-time rejections (bulk inserts; messages
     first, for the jobs' foreign keys), in the group commit's transaction."""
@@ -58,12 +51,9 @@ def accept_batch(session: Session, batch: Sequence[Incoming]) -> None:
     jobs = [queue.new_job(item.id, webhook_id, rcpt, at) for item in batch for webhook_id, rcpt in item.targets.items()]
     rejections = [_rejection_row(webhook_id, item.receipt.mail_from, reason, item.id, at)
                   for item in batch for webhook_id, reason in item.rejected]
-    connection = session.connection()
-    connection.execute(_INSERT_MESSAGES, [_message_row(item, at) for item in batch])
-    if jobs:
-        connection.execute(_INSERT_JOBS, jobs)
-    if rejections:
-        connection.execute(_INSERT_LOGS, rejections)
+    sqlite_hot.insert_many(session, Message.__table__, [_message_row(item, at) for item in batch])
+    sqlite_hot.insert_many(session, DeliveryJob.__table__, jobs)
+    sqlite_hot.insert_many(session, DeliveryLog.__table__, rejections)
     if jobs:
         notify.announce(session)
 

@@ -1,0 +1,98 @@
+"""The delivery pipeline's hot statements (on SQLite plain SQL on the sqlite3 cursor,
+conduit/db/sqlite_hot.py; on PostgreSQL Core) write what the models read and read what the
+models wrote: the same values, the same types, and datetimes that compare as SQLAlchemy's do."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import inspect, select
+
+from conduit.clock import now
+from conduit.db.engine import session_factory
+from conduit.db.group_commit import GroupCommit
+from conduit.db.models import DeliveryJob, Message, Webhook
+from conduit.delivery.worker import Worker
+from conduit.services.messages import Incoming, Receipt, accept_batch
+from tests.factories import create_webhook, user
+
+RAW = b"From: Ann <ann@example.org>\r\nSubject: caf\xc3\xa9\r\n\r\nbody\r\n"
+
+
+@pytest.fixture
+def settings_overrides() -> dict:
+    return {"public_domains": "in.example", "allow_private_targets": True}
+
+
+@pytest.fixture
+def sessions(engine):
+    return session_factory(engine)
+
+
+@pytest.fixture
+async def webhook(client) -> dict:
+    owner = await user(client)
+    return await create_webhook(client, owner, "box@in.example", target_url="http://127.0.0.1:9/hook",
+                                custom_headers={"X-Tenant": "ünï"})
+
+
+@pytest.fixture
+async def message_id(sessions, webhook) -> str:
+    receipt = Receipt(mail_from="ann@example.org", rcpt_to=["box@in.example", "Other@in.example"],
+                      remote_ip="2001:db8::1", helo="client.example", tls=True, auth_user="ann",
+                      auth_results={"spf": {"result": "pass", "domain": "example.org"}, "dkim": [], "dmarc": "none"})
+    incoming = Incoming(receipt=receipt, raw=RAW, targets={webhook["id"]: "box@in.example"})
+    await GroupCommit(sessions, accept_batch).write(incoming)
+    return incoming.id
+
+
+def _columns(obj) -> dict:  # noqa: ANN001 - a model instance
+    return {attr.key: getattr(obj, attr.key) for attr in inspect(type(obj)).column_attrs}
+
+
+async def test_an_accepted_message_and_its_job_read_back_through_the_models(sessions, webhook, message_id):
+    async with sessions() as db:
+        message = await db.get(Message, message_id)
+        job = (await db.scalars(select(DeliveryJob).where(DeliveryJob.message_id == message_id))).one()
+
+    assert (message.mail_from, message.rcpt_to, message.remote_ip, message.helo, message.tls, message.auth_user,
+            message.size, message.raw) == ("ann@example.org", ["box@in.example", "Other@in.example"], "2001:db8::1",
+                                           "client.example", True, "ann", len(RAW), RAW)
+    assert message.auth_results == {"spf": {"result": "pass", "domain": "example.org"}, "dkim": [], "dmarc": "none"}
+    assert abs(now() - message.received_at) < timedelta(minutes=1)
+    assert (job.webhook_id, job.rcpt_to, job.status, job.attempts, job.locked_until, job.finished_at,
+            job.last_error) == (webhook["id"], "box@in.example", "queued", 0, None, None, "")
+    assert job.next_attempt_at == job.created_at == message.received_at
+
+
+async def test_a_claim_reads_what_the_models_hold(settings, sessions, message_id):
+    worker = Worker(settings=settings, sessions=sessions, crypto=None, client=None)
+
+    ((job, message, webhook),) = await worker._claim(10)
+
+    async with sessions() as db:
+        stored_job = (await db.scalars(select(DeliveryJob).where(DeliveryJob.message_id == message_id))).one()
+        stored_message = await db.get(Message, message_id)
+        stored_webhook = await db.get(Webhook, webhook.id)
+    assert job._asdict() == _columns(stored_job)
+    assert job.attempts == 1
+    assert job.locked_until > now()
+    assert message._asdict() == _columns(stored_message)
+    assert webhook._asdict() == _columns(stored_webhook)
+    assert webhook.custom_headers == {"X-Tenant": "ünï"}
+
+
+async def test_stored_times_compare_in_queries_as_the_models_write_them(sessions, message_id):
+    """On SQLite times are text: the hot path's must sort and compare like SQLAlchemy's own."""
+    async with sessions() as db:
+        job = (await db.scalars(select(DeliveryJob).where(DeliveryJob.message_id == message_id))).one()
+        due = job.next_attempt_at
+
+        async def due_between(low, high) -> bool:  # noqa: ANN001
+            return bool(await db.scalar(select(DeliveryJob.id).where(
+                DeliveryJob.id == job.id, DeliveryJob.next_attempt_at >= low, DeliveryJob.next_attempt_at < high)))
+
+        assert await due_between(due, due + timedelta(microseconds=1))
+        assert not await due_between(due + timedelta(microseconds=1), due + timedelta(seconds=1))
+        assert not await due_between(due - timedelta(seconds=1), due)
