@@ -4,11 +4,10 @@ and decides what happens next (delivered, retry later, give up)."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections import namedtuple
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import Row, bindparam, select
@@ -48,6 +47,15 @@ _MESSAGES_AND_WEBHOOKS = (
 _WEBHOOK_AT = 1 + len(MessageRow._fields)  # where a row of that select turns from message to webhook
 
 
+@dataclass(eq=False)
+class _ClaimRequest:
+    """A look at the queue, for up to ``limit`` due jobs, made in the recorder's next transaction
+    (``claimed`` is set there) so that a claim and the records waiting beside it share one."""
+
+    limit: int
+    claimed: list[Claimed] = field(default_factory=list)
+
+
 @dataclass
 class Worker:
     settings: Settings
@@ -60,11 +68,13 @@ class Worker:
         # timeout bounds it), short enough that a crashed worker's jobs resume quickly.
         self.lease = timedelta(seconds=self.settings.delivery_timeout + 5)
         self.wake = asyncio.Event()
-        # Attempts that finish while a commit runs are recorded together in the next one. The
-        # worker's commits need not wait for the disk: one undone by a machine crash means a
-        # job delivered again (at-least-once), never mail lost (run_transaction's ``durable``).
-        self.recorder: GroupCommit[Attempt] = GroupCommit(
-            self.sessions, functools.partial(record_attempts, settings=self.settings), durable=False)
+        # Attempts that finish while a commit runs are recorded together in the next one, and
+        # the loop's claims join the same transactions: under load a claim costs no transaction
+        # (and no turn at SQLite's one write lock) of its own. The worker's commits need not wait
+        # for the disk: one undone by a machine crash means a job delivered again
+        # (at-least-once), never mail lost (run_transaction's ``durable``).
+        self.recorder: GroupCommit[Attempt | _ClaimRequest] = GroupCommit(
+            self.sessions, self._record_and_claim, durable=False)
         self._in_flight: set[asyncio.Task[None]] = set()
         # The last look at the queue left due jobs behind for want of free slots: a delivery that
         # ends frees one for them. Otherwise an ending delivery needs no look at the queue (an
@@ -127,8 +137,18 @@ class Worker:
             await asyncio.wait(self._in_flight, timeout=self.settings.delivery_timeout + 5)
 
     async def _claim(self, limit: int) -> list[Claimed]:
-        """Lease due jobs, with their messages and webhooks (two queries for the batch)."""
-        return await run_transaction(self.sessions, self._claim_in, limit, durable=False)
+        """Lease due jobs, with their messages and webhooks (two queries for the batch), in the
+        recorder's next transaction."""
+        request = _ClaimRequest(limit)
+        await self.recorder.write(request)
+        return request.claimed
+
+    def _record_and_claim(self, db: Session, items: list[Attempt | _ClaimRequest]) -> None:
+        if attempts := [item for item in items if isinstance(item, Attempt)]:
+            record_attempts(db, attempts, settings=self.settings)
+        for request in items:
+            if isinstance(request, _ClaimRequest):
+                request.claimed = self._claim_in(db, request.limit)
 
     def _claim_in(self, db: Session, limit: int) -> list[Claimed]:
         jobs = queue.claim(db, limit=limit, lease=self.lease)
