@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
+from email.utils import parsedate_to_datetime
 
 import pytest
 
@@ -145,6 +146,47 @@ def test_date(header, expected):
     assert payload["date"] == expected
     if expected is None and header.startswith("Date"):
         assert "the Date header could not be parsed" in payload["parse_warnings"]
+
+
+def _stdlib_date(value: str) -> str | Exception:
+    try:
+        moment = parsedate_to_datetime(value)
+    except Exception as exc:  # noqa: BLE001 - the outcome compared
+        return exc
+    return parse._rfc3339(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+
+
+def _plain_date(value: str) -> str | Exception | None:
+    try:
+        moment = parse._plain_date(value)
+    except Exception as exc:  # noqa: BLE001
+        return exc
+    return None if moment is None else parse._rfc3339(moment)
+
+
+def test_plain_dates_are_read_as_the_stdlib_reads_them():
+    """parse._plain_date, the fast path for the usual Date form, against email.utils on 3,000
+    generated dates, impossible ones included (they must fail as the stdlib's do)."""
+    rng = random.Random(5322)
+    months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+    read = 0
+    for _ in range(3000):
+        day_name = rng.choice(["", "Mon, ", "Sat, ", "Xyz, "])
+        clock = f"{rng.randint(0, 24):02d}:{rng.randint(0, 59):02d}" + rng.choice(["", f":{rng.randint(0, 60):02d}"])
+        zone = rng.choice(["+", "-"]) + rng.choice(["0000", "0100", "0530", "1200", "1400", "2359", "2400", "0160"])
+        value = (f"{day_name}{rng.randint(1, 32)} {rng.choice(months)} {rng.choice([1000, 1969, 2024, 2038, 9999])} "
+                 f"{clock} {zone}{rng.choice(['', ' (UTC)', ' (Pacific Standard Time)'])}")
+        fast, stdlib = _plain_date(value), _stdlib_date(value)
+        assert fast is not None, value
+        if isinstance(stdlib, Exception):
+            assert isinstance(fast, ValueError), (value, fast, stdlib)
+        else:
+            assert fast == stdlib, value
+            read += 1
+    assert read > 1500
+    for other in ["1 May 24 10:00 +0000", "1 MAY 2024 10:00 +0000", "Wed,  1 May 2024 10:00 +0000",
+                  "1 May 2024 10:00 EST", "1 May 0999 10:00 +0000", "Wed 1 May 2024 10:00 +0000"]:
+        assert parse._plain_date(other) is None, other  # left to the stdlib
 
 
 def test_encoded_words_are_decoded():
