@@ -3,9 +3,9 @@ workers in child processes (CONDUIT_WORKER_PROCESSES; by default one on a multi-
 
 Python runs one thread of Python code per process at a time, so a single process uses one core
 however busy it is; mail parsing and delivery in their own process get the second. The children
-are ``conduit worker`` processes started with a *wake pipe*: after each commit the SMTP server
-writes a byte to it, and a worker reading it looks at the queue at once instead of at its next
-poll. A child dies with its parent (``PR_SET_PDEATHSIG``), so a killed ``serve`` leaves no
+are ``conduit worker`` processes started with a *wake pipe* each: after each commit the SMTP
+server writes a byte to every pipe, and a worker reading it looks at the queue at once instead of
+at its next poll. A child dies with its parent (``PR_SET_PDEATHSIG``), so a killed ``serve`` leaves no
 worker behind; a child that exits on its own stops ``serve`` (with an error, for the service
 manager to restart it), since mail would otherwise pile up undelivered.
 """
@@ -22,7 +22,7 @@ import sys
 
 from conduit.config import Settings
 from conduit.runtime import run
-from conduit.wake import WakePipe
+from conduit.wake import WakePipes
 
 log = logging.getLogger("conduit.runtime")
 _PR_SET_PDEATHSIG = 1
@@ -46,12 +46,16 @@ async def serve(settings: Settings, *, config: str | None) -> None:
     if count == 0:
         await run(settings, roles=frozenset({"api", "smtp", "worker"}), stop=stop)
         return
-    read_fd, write_fd = os.pipe()
-    pipe = WakePipe(write_fd)
-    args = [sys.executable, "-m", "conduit", *(["--config", config] if config else []), "worker",
-            "--wake-fd", str(read_fd), "--parent-pid", str(os.getpid())]
-    children = [await asyncio.create_subprocess_exec(*args, pass_fds=(read_fd,)) for _ in range(count)]
-    os.close(read_fd)
+    children = []
+    write_fds = []
+    for _ in range(count):
+        read_fd, write_fd = os.pipe()
+        args = [sys.executable, "-m", "conduit", *(["--config", config] if config else []), "worker",
+                "--wake-fd", str(read_fd), "--parent-pid", str(os.getpid())]
+        children.append(await asyncio.create_subprocess_exec(*args, pass_fds=(read_fd,)))
+        os.close(read_fd)
+        write_fds.append(write_fd)
+    pipes = WakePipes(write_fds)
     log.info("event=worker_processes_started count=%d pids=%s", count, ",".join(str(c.pid) for c in children))
     failed: list[int] = []
 
@@ -64,7 +68,7 @@ async def serve(settings: Settings, *, config: str | None) -> None:
 
     watchers = [asyncio.create_task(watch(child)) for child in children]
     try:
-        await run(settings, roles=frozenset({"api", "smtp"}), stop=stop, on_accepted=pipe.notify)
+        await run(settings, roles=frozenset({"api", "smtp"}), stop=stop, on_accepted=pipes.notify)
     finally:
         stop.set()
         for child in children:
@@ -80,6 +84,6 @@ async def serve(settings: Settings, *, config: str | None) -> None:
                 await child.wait()
         for task in watchers:
             task.cancel()
-        pipe.close()
+        pipes.close()
     if failed:
         raise RuntimeError(f"worker process {failed[0]} exited; serve stopped so that it can be restarted whole")

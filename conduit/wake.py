@@ -1,5 +1,7 @@
-"""The wake pipe between `conduit serve` and its worker processes: after each commit the SMTP
-server writes a byte; a worker reading it looks at the queue at once instead of at its next poll."""
+"""The wake pipes between `conduit serve` and its worker processes, one per worker: after each
+commit the SMTP server writes a byte to each; a worker reading one looks at the queue at once
+instead of at its next poll. (With one pipe for all, the first worker to read it drained it and
+the others slept until their next poll: a second worker process took almost no mail.)"""
 
 from __future__ import annotations
 
@@ -9,19 +11,23 @@ import os
 from collections.abc import Callable
 
 
-class WakePipe:
-    """The write end: one byte per accepted message; a full pipe already means "wake up"."""
+class WakePipes:
+    """The write ends, one per worker: one byte each per accepted message; a full pipe already
+    means "wake up"."""
 
-    def __init__(self, fd: int) -> None:
-        os.set_blocking(fd, False)
-        self.fd = fd
+    def __init__(self, fds: list[int]) -> None:
+        for fd in fds:
+            os.set_blocking(fd, False)
+        self.fds = fds
 
     def notify(self) -> None:
-        with contextlib.suppress(BlockingIOError, BrokenPipeError):
-            os.write(self.fd, b"\0")
+        for fd in self.fds:
+            with contextlib.suppress(BlockingIOError, BrokenPipeError):
+                os.write(fd, b"\0")
 
     def close(self) -> None:
-        os.close(self.fd)
+        for fd in self.fds:
+            os.close(fd)
 
 
 def listen_for_wakes(fd: int, wake: Callable[[], None]) -> None:
