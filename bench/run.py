@@ -46,6 +46,8 @@ Settings (environment):
   empty database of its own;
 - ``BENCH_LATENCY_RATE`` (default half the 4 KiB end-to-end rate), ``BENCH_LATENCY_SECONDS`` (20;
   0 skips the latency run);
+- ``BENCH_WORKER_PROCESSES``: ``conduit serve``'s worker processes (default Conduit's: one on 2+
+  cores); the harness passes no other ``CONDUIT_*`` variable from its environment on;
 - ``BENCH_PROFILE`` (0), ``BENCH_STALL_SECONDS`` (60: fail when no message arrives for this long),
   ``BENCH_LOG_LEVEL`` (Conduit's, default INFO as in production), ``BENCH_OUT`` (bench-results),
   ``BENCH_CHART`` (docs/performance.png).
@@ -372,6 +374,8 @@ class Conduit:
             "CONDUIT_INBOUND_AUTH_CHECKS": "false",
             "CONDUIT_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "INFO"),
         })
+        if workers := os.environ.get("BENCH_WORKER_PROCESSES"):  # CONDUIT_* from outside are not passed on
+            env["CONDUIT_WORKER_PROCESSES"] = workers
         self.log = log_path.open("ab")
         self.proc = CHILDREN.start([sys.executable, "-m", "conduit", "serve"], env=env, cwd=workdir,
                                    stdout=self.log, stderr=subprocess.STDOUT)
