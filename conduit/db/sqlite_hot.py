@@ -5,7 +5,8 @@ SQLite lets one transaction write at a time, so the time each write transaction 
 queue for; on 2 cores it was the ceiling (about 0.7 ms of lock per message at 4 KiB, the lock busy
 all the time at 1,400 messages/s). Most of that was SQLAlchemy's own work per statement and per
 row (cache keys, parameter and result processing), not SQLite's: for a group of 16 deliveries the
-claim took 1.0-1.4 ms and the record 1.8-2.5 ms through SQLAlchemy Core, 0.3 and 1.0 ms here.
+claim took 1.0-1.4 ms and the record 1.8-2.5 ms through SQLAlchemy Core, 0.6 and 1.1 ms here
+(the session's begin and commit included).
 
 So on SQLite these few statements are plain SQL on the DBAPI cursor, inside the caller's
 transaction; on PostgreSQL (many writers at once, row locks) the callers run the Core statements
