@@ -121,10 +121,11 @@ def finish_held(session: Session, jobs: Sequence[Job], *, status: str, keep_raw:
     ``still_held`` does), drop each raw message once no job needs it, and return their ids."""
     if not jobs:
         return set()
+    leases = _leases(jobs)
     if (cur := sqlite_hot.cursor(session)) is not None:
-        finished = sqlite_hot.finish_held(cur, [(job.id, job.locked_until) for job in jobs], status=status, at=now())
+        finished = sqlite_hot.finish_held(cur, leases["leases"], status=status, at=now())
     else:
-        finished = set(session.execute(_FINISH_HELD, {**_leases(jobs), "new_status": status, "at": now()}).scalars())
+        finished = set(session.execute(_FINISH_HELD, {**leases, "new_status": status, "at": now()}).scalars())
     if finished and not keep_raw:
         drop_finished_messages(session, {job.message_id for job in jobs if job.id in finished})
     return finished
