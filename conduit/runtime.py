@@ -48,7 +48,8 @@ async def run(settings: Settings, *, roles: frozenset[str], stop: asyncio.Event 
     Workers in other processes: ``on_accepted`` tells them about new mail (SMTP role), and a
     worker reads such news from ``wake_fd`` (conduit/wake.py).
     """
-    engine = create_engine(settings.database_url)
+    # A process that takes no mail commits lazily (create_engine): it writes nothing a crash may not undo.
+    engine = create_engine(settings.database_url, lazy_commits=roles == {"worker"})
     sessions = session_factory(engine)
     crypto = Crypto(settings.secret_key, settings.previous_secret_key_list)
     if stop is None:

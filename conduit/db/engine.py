@@ -23,6 +23,7 @@ from sqlalchemy.util import await_only
 
 T = TypeVar("T")
 _LAZY_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
+_DURABLE_COMMIT = text("SET LOCAL synchronous_commit TO ON")
 
 
 @dataclass(frozen=True)
@@ -37,10 +38,18 @@ class _Twins:
 
 _twins: weakref.WeakKeyDictionary[Engine, _Twins] = weakref.WeakKeyDictionary()
 _sqlite_threads: ThreadPoolExecutor | None = None
+_lazy_by_default: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
-def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """An async engine; SQLite gets WAL, a busy timeout, foreign keys and full fsync."""
+def create_engine(database_url: str, *, pool_size: int = 10, lazy_commits: bool = False) -> AsyncEngine:
+    """An async engine; SQLite gets WAL, a busy timeout, foreign keys and full fsync.
+
+    ``lazy_commits`` (PostgreSQL), for processes that take no mail (``conduit worker``): their
+    connections commit without waiting for the disk (synchronous_commit=off) unless
+    ``run_transaction`` is asked for a durable commit. Their transactions are nearly all the
+    worker's, which need no durability (see ``run_transaction``); set per connection, it costs
+    no ``SET LOCAL`` round trip per transaction.
+    """
     if database_url.startswith("sqlite"):
         engine = create_async_engine(database_url, connect_args={"timeout": 30}, pool_reset_on_return=None)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
@@ -53,8 +62,11 @@ def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
             _twins[engine.sync_engine] = twins
             event.listen(engine.sync_engine, "engine_disposed", lambda _: (twins.durable.dispose(), twins.lazy.dispose()))
         return engine
-    engine = create_async_engine(database_url, pool_size=pool_size, max_overflow=pool_size)
+    connect_args = {"server_settings": {"synchronous_commit": "off"}} if lazy_commits else {}
+    engine = create_async_engine(database_url, pool_size=pool_size, max_overflow=pool_size, connect_args=connect_args)
     event.listen(engine.sync_engine.pool, "checkout", _ping)
+    if lazy_commits:
+        _lazy_by_default.add(engine.sync_engine)
     return engine
 
 
@@ -117,8 +129,8 @@ async def run_transaction(sessions: async_sessionmaker[AsyncSession], fn: Callab
     twins = _twins.get(engine.sync_engine)
     if twins is None:
         async with transaction(sessions) as db:
-            if not durable and engine.dialect.name == "postgresql":
-                await db.execute(_LAZY_COMMIT)
+            if engine.dialect.name == "postgresql" and durable == (engine.sync_engine in _lazy_by_default):
+                await db.execute(_DURABLE_COMMIT if durable else _LAZY_COMMIT)
             return await db.run_sync(fn, *args, **kwargs)
     return await asyncio.get_running_loop().run_in_executor(
         _threads(), _in_thread, twins.durable if durable else twins.lazy, twins.lock_path, fn, args, kwargs)

@@ -17,7 +17,6 @@ each column's type, so every other query reads these rows as usual.
 from __future__ import annotations
 
 import json
-from collections import namedtuple
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from functools import cache
@@ -30,7 +29,6 @@ from conduit.db.base import UTCDateTime
 from conduit.db.models import DeliveryJob, Message, Webhook
 
 _jobs, _messages, _webhooks = DeliveryJob.__table__, Message.__table__, Webhook.__table__
-JobRow = namedtuple("JobRow", _jobs.c.keys())  # a claimed job: DeliveryJob's columns as attributes
 
 
 def cursor(session: Session) -> Any | None:  # noqa: ANN401 - a DBAPI cursor (sqlite3, or aiosqlite's adapter)
@@ -124,33 +122,27 @@ def insert_many(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
 
 # --- the queue -----------------------------------------------------------------------------------
 
-_JOB_COLUMNS = list(_jobs.c)
-_read_job = _reader(_JOB_COLUMNS)
-_CLAIM = (f"UPDATE delivery_jobs SET attempts = attempts + 1, locked_until = ? WHERE id IN ("
+_CLAIM = ("UPDATE delivery_jobs SET attempts = attempts + 1, locked_until = ? WHERE id IN ("
           "SELECT id FROM delivery_jobs WHERE status = 'queued' AND next_attempt_at <= ?"
-          " AND (locked_until IS NULL OR locked_until < ?) ORDER BY next_attempt_at LIMIT ?)"
-          f" RETURNING {', '.join(c.name for c in _JOB_COLUMNS)}")
+          " AND (locked_until IS NULL OR locked_until < ?) ORDER BY next_attempt_at LIMIT ?) RETURNING id")
+_CLAIMED_COLUMNS = [*_jobs.c, *_messages.c, *_webhooks.c]
+_read_claimed = _reader(_CLAIMED_COLUMNS)
+_CLAIMED = (f"SELECT {', '.join(f'{c.table.name}.{c.name}' for c in _CLAIMED_COLUMNS)}"
+            " FROM delivery_jobs JOIN messages ON delivery_jobs.message_id = messages.id"
+            " JOIN webhooks ON delivery_jobs.webhook_id = webhooks.id WHERE delivery_jobs.id IN ({})")
 
 
-def claim(cur: Any, *, at: datetime, until: datetime, limit: int) -> list[JobRow]:  # noqa: ANN401
-    """queue.claim on SQLite: lease up to ``limit`` due jobs and count the attempt."""
+def claim(cur: Any, *, at: datetime, until: datetime, limit: int) -> list[list[Any]]:  # noqa: ANN401
+    """queue.claim on SQLite: lease up to ``limit`` due jobs and count the attempt; per job, its
+    columns, then its message's and its webhook's (two statements: SQLite's UPDATE ... RETURNING
+    cannot feed a join)."""
     stored_at = _stored_datetime(at)
     cur.execute(_CLAIM, (_stored_datetime(until), stored_at, stored_at, limit))
-    return [JobRow._make(_read_job(row)) for row in cur.fetchall()]
-
-
-_JOINED_COLUMNS = [_jobs.c.id, *_messages.c, *_webhooks.c]
-_read_joined = _reader(_JOINED_COLUMNS)
-_JOINED = (f"SELECT delivery_jobs.id, {', '.join(f'messages.{c.name}' for c in _messages.c)},"
-           f" {', '.join(f'webhooks.{c.name}' for c in _webhooks.c)}"
-           " FROM delivery_jobs JOIN messages ON delivery_jobs.message_id = messages.id"
-           " JOIN webhooks ON delivery_jobs.webhook_id = webhooks.id WHERE delivery_jobs.id IN ({})")
-
-
-def messages_and_webhooks(cur: Any, job_ids: Sequence[str]) -> list[list[Any]]:  # noqa: ANN401
-    """The worker's select: per job, its id then its message's and its webhook's columns."""
-    cur.execute(_JOINED.format(_marks(len(job_ids))), tuple(job_ids))
-    return [_read_joined(row) for row in cur.fetchall()]
+    ids = [row[0] for row in cur.fetchall()]
+    if not ids:
+        return []
+    cur.execute(_CLAIMED.format(_marks(len(ids))), ids)
+    return [_read_claimed(row) for row in cur.fetchall()]
 
 
 _FINISH_HELD = ("UPDATE delivery_jobs SET status = ?, finished_at = ?, locked_until = NULL, last_error = ''"

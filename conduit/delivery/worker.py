@@ -6,20 +6,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import namedtuple
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import Row, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from conduit.clock import now
 from conduit.config import Settings
-from conduit.db import sqlite_hot
 from conduit.db.engine import run_transaction, transaction
 from conduit.db.group_commit import GroupCommit
-from conduit.db.models import DeliveryJob, Message, Webhook
 from conduit.delivery import queue, rate_limit
 from conduit.delivery.http import HttpOutcome, WebhookClient
 from conduit.delivery.outcomes import Attempt, record_attempts
@@ -32,19 +28,6 @@ IDLE_POLL = 1.0  # seconds between looks at the queue when nothing woke us
 MIN_SLEEP = 0.02  # seconds: never spin on a job that is due but could not be claimed
 CLAIM_BATCH = 50
 INACTIVE_RECHECK = 60.0  # seconds between looks at a paused webhook's queued mail
-# Claimed jobs come with their message and webhook, read by one Core select (the ORM's identity
-# map and instance loading cost more than a delivery needs; on SQLite the same select on the
-# cursor, conduit/db/sqlite_hot.py), as tuples with the models' attributes.
-_jobs, _messages, _webhooks = DeliveryJob.__table__, Message.__table__, Webhook.__table__
-MessageRow = namedtuple("MessageRow", _messages.c.keys())
-WebhookRow = namedtuple("WebhookRow", _webhooks.c.keys())
-Claimed = tuple[Row, MessageRow, WebhookRow]
-_MESSAGES_AND_WEBHOOKS = (
-    select(_jobs.c.id, *_messages.c, *_webhooks.c)
-    .join_from(_jobs, _messages, _jobs.c.message_id == _messages.c.id)
-    .join(_webhooks, _jobs.c.webhook_id == _webhooks.c.id)
-    .where(_jobs.c.id.in_(bindparam("ids", expanding=True))))
-_WEBHOOK_AT = 1 + len(MessageRow._fields)  # where a row of that select turns from message to webhook
 
 
 @dataclass(eq=False)
@@ -53,7 +36,7 @@ class _ClaimRequest:
     (``claimed`` is set there) so that a claim and the records waiting beside it share one."""
 
     limit: int
-    claimed: list[Claimed] = field(default_factory=list)
+    claimed: list[queue.Claimed] = field(default_factory=list)
 
 
 @dataclass
@@ -93,7 +76,7 @@ class Worker:
             # Cleared before looking, so a notify() that races with the claim is not lost.
             self.wake.clear()
             free = self.settings.worker_concurrency - len(self._in_flight)
-            jobs: list[Claimed] = []
+            jobs: list[queue.Claimed] = []
             claim_failed = False
             if free > 0:
                 try:
@@ -137,9 +120,9 @@ class Worker:
         if self._in_flight:
             await asyncio.wait(self._in_flight, timeout=self.settings.delivery_timeout + 5)
 
-    async def _claim(self, limit: int) -> list[Claimed]:
-        """Lease due jobs, with their messages and webhooks (two queries for the batch), in the
-        recorder's next transaction."""
+    async def _claim(self, limit: int) -> list[queue.Claimed]:
+        """Lease due jobs, with their messages and webhooks (``queue.claim``), in the recorder's
+        next transaction."""
         request = _ClaimRequest(limit)
         await self.recorder.write(request)
         return request.claimed
@@ -149,25 +132,9 @@ class Worker:
             record_attempts(db, attempts, settings=self.settings)
         for request in items:
             if isinstance(request, _ClaimRequest):
-                request.claimed = self._claim_in(db, request.limit)
+                request.claimed = queue.claim(db, limit=request.limit, lease=self.lease)
 
-    def _claim_in(self, db: Session, limit: int) -> list[Claimed]:
-        jobs = queue.claim(db, limit=limit, lease=self.lease)
-        if not jobs:
-            return []
-        ids = [job.id for job in jobs]
-        cur = sqlite_hot.cursor(db)
-        rows = db.execute(_MESSAGES_AND_WEBHOOKS, {"ids": ids}) if cur is None else sqlite_hot.messages_and_webhooks(cur, ids)
-        messages: dict[str, MessageRow] = {}  # a message going to several webhooks is kept once
-        found = {}
-        for row in rows:
-            message = messages.setdefault(row[1], MessageRow._make(row[1:_WEBHOOK_AT]))
-            found[row[0]] = (message, WebhookRow._make(row[_WEBHOOK_AT:]))
-        # A job whose webhook or message was deleted since it was queued is gone with them
-        # (foreign keys cascade); one claimed in that instant is skipped.
-        return [(job, *found[job.id]) for job in jobs if job.id in found]
-
-    async def deliver(self, job: Row, message: MessageRow, webhook: WebhookRow) -> None:
+    async def deliver(self, job: queue.JobRow, message: queue.MessageRow, webhook: queue.WebhookRow) -> None:
         if not webhook.active:
             # Paused (by its owner, or after 410): hold the mail until the webhook is reactivated.
             await run_transaction(self.sessions, queue.retry_later, job, delay=INACTIVE_RECHECK, count_attempt=False,

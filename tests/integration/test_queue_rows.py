@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import inspect, select
 
 from conduit.clock import now
-from conduit.db.engine import session_factory
+from conduit.db.engine import run_transaction, session_factory
 from conduit.db.group_commit import GroupCommit
 from conduit.db.models import DeliveryJob, Message, Webhook
+from conduit.delivery import queue
 from conduit.delivery.worker import Worker
 from conduit.services.messages import Incoming, Receipt, accept_batch
 from tests.factories import create_webhook, user
@@ -96,3 +97,35 @@ async def test_stored_times_compare_in_queries_as_the_models_write_them(sessions
         assert await due_between(due, due + timedelta(microseconds=1))
         assert not await due_between(due + timedelta(microseconds=1), due + timedelta(seconds=1))
         assert not await due_between(due - timedelta(seconds=1), due)
+
+
+async def test_a_raw_message_is_dropped_with_its_last_queued_job(client, settings, sessions):
+    """finish_held with keep_raw False: the message stays while another job still needs it and
+    goes (with its finished jobs) with the last one; a job under a lease that ran out is left."""
+    owner = await user(client)
+    first = await create_webhook(client, owner, "one@in.example", target_url="http://127.0.0.1:9/hook")
+    second = await create_webhook(client, owner, "two@in.example", target_url="http://127.0.0.1:9/hook")
+    receipt = Receipt(mail_from="ann@example.org", rcpt_to=["one@in.example", "two@in.example"],
+                      remote_ip="192.0.2.1", helo="client.example", tls=False, auth_user=None)
+    incoming = Incoming(receipt=receipt, raw=RAW, targets={first["id"]: "one@in.example", second["id"]: "two@in.example"})
+    await GroupCommit(sessions, accept_batch).write(incoming)
+    worker = Worker(settings=settings, sessions=sessions, crypto=None, client=None)
+    claimed = {webhook.id: job for job, _, webhook in await worker._claim(10)}
+    to_first, to_second = claimed[first["id"]], claimed[second["id"]]
+
+    async def finish(job, **changes) -> set[str]:  # noqa: ANN001
+        return await run_transaction(sessions, queue.finish_held, [job._replace(**changes)], status="delivered",
+                                     keep_raw=False)
+
+    async def stored() -> tuple[bool, dict[str, str]]:
+        async with sessions() as db:
+            jobs = (await db.execute(select(DeliveryJob.id, DeliveryJob.status)
+                                     .where(DeliveryJob.message_id == incoming.id))).all()
+            return await db.get(Message, incoming.id) is not None, dict(jobs)
+
+    assert await finish(to_first, locked_until=to_first.locked_until - timedelta(microseconds=1)) == set()
+    assert await stored() == (True, {to_first.id: "queued", to_second.id: "queued"})
+    assert await finish(to_first) == {to_first.id}
+    assert await stored() == (True, {to_first.id: "delivered", to_second.id: "queued"})
+    assert await finish(to_second) == {to_second.id}
+    assert await stored() == (False, {})

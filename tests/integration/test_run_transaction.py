@@ -74,6 +74,22 @@ async def test_only_durable_false_commits_skip_the_wait_for_the_disk(engine):
     assert await run_transaction(sessions, _commit_mode) == "disk"  # not left behind on the connection
 
 
+async def test_an_engine_with_lazy_commits_waits_for_the_disk_only_when_asked(settings):
+    """A process that takes no mail (conduit worker) commits lazily by default, on PostgreSQL
+    without a SET LOCAL per transaction; a durable transaction there still waits for the disk."""
+    engine = create_engine(settings.database_url, lazy_commits=True)
+    try:
+        sessions = session_factory(engine)
+        expected = "no wait" if engine.dialect.name == "postgresql" else "disk"  # SQLite: its twin engines decide
+        assert await run_transaction(sessions, _commit_mode, durable=False) == "no wait"
+        assert await run_transaction(sessions, _commit_mode) == "disk"
+        assert await run_transaction(sessions, _commit_mode, durable=False) == "no wait"
+        async with sessions() as db:
+            assert await db.run_sync(_commit_mode) == expected
+    finally:
+        await engine.dispose()
+
+
 async def test_the_smtp_group_commit_waits_for_the_disk_and_the_workers_does_not(engine):
     sessions = session_factory(engine)
     seen: list[str] = []
