@@ -129,3 +129,21 @@ async def test_a_raw_message_is_dropped_with_its_last_queued_job(client, setting
     assert await stored() == (True, {to_first.id: "delivered", to_second.id: "queued"})
     assert await finish(to_second) == {to_second.id}
     assert await stored() == (False, {})
+
+
+async def test_jobs_of_one_message_finished_together_drop_it(client, settings, sessions):
+    owner = await user(client)
+    webhooks = [await create_webhook(client, owner, f"{name}@in.example", target_url="http://127.0.0.1:9/hook")
+                for name in ("one", "two")]
+    receipt = Receipt(mail_from="ann@example.org", rcpt_to=["one@in.example", "two@in.example"],
+                      remote_ip="192.0.2.1", helo="client.example", tls=False, auth_user=None)
+    incoming = Incoming(receipt=receipt, raw=RAW, targets={w["id"]: w["address"] for w in webhooks})
+    await GroupCommit(sessions, accept_batch).write(incoming)
+    jobs = [job for job, _, _ in await Worker(settings=settings, sessions=sessions, crypto=None, client=None)._claim(10)]
+
+    finished = await run_transaction(sessions, queue.finish_held, jobs, status="delivered", keep_raw=False)
+
+    assert finished == {job.id for job in jobs} and len(finished) == 2
+    async with sessions() as db:
+        assert await db.get(Message, incoming.id) is None
+        assert not (await db.scalars(select(DeliveryJob.id).where(DeliveryJob.message_id == incoming.id))).all()
