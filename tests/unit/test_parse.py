@@ -189,6 +189,35 @@ def test_plain_dates_are_read_as_the_stdlib_reads_them():
         assert parse._plain_date(other) is None, other  # left to the stdlib
 
 
+def _as_parsed(msg) -> tuple:  # noqa: ANN001 - an email Message
+    return (type(msg), msg._headers, msg.get_payload(), [type(d) for d in msg.defects], msg.get_unixfrom())
+
+
+HEADER_BLOCKS = [
+    b"Subject: hi\r\n", b"Subject: \r\n folded\r\n", b"Subject:\tx\r\n\tcontinued \r\n", b"A: 1\nB: 2",
+    b"A: b\r\n \r\n", b"A: \r\n", b"A:b:c\r\n", b"A: b\x0bc\x0cd\x1ce\r\n", b"X-8bit: caf\xc3\xa9 \xff\r\n",
+    b"A: 1\r\nA: 2\r\n  three\r\n\tfour\r\nB: 5\r\n",
+    # the special cases, left to the stdlib
+    b"X: a\rb\r\n", b" first continuation\r\nA: b\r\n", b":empty name\r\nA: b\r\n", b"From someone\r\nA: b\r\n",
+    b"A: b\r\nFrom x\r\n", b"",
+]
+
+
+def test_header_blocks_are_read_as_the_stdlib_reads_them(monkeypatch):
+    """parse._parse_header_block, the fast path for a part's header block, against the stdlib's
+    parser on the blocks above and on every header block of every part of the payload corpus."""
+    from tests.unit.test_payload_corpus import _built, _cases
+
+    seen: list[bytes] = []
+    fast = parse._parse_header_block
+    monkeypatch.setattr(parse, "_parse_header_block", lambda block: seen.append(block) or fast(block))
+    for case in _cases().values():
+        _built(case())
+    assert len(seen) > 300
+    for block in [*HEADER_BLOCKS, *seen]:
+        assert _as_parsed(fast(block)) == _as_parsed(parse._stdlib_header_block(block)), block[:300]
+
+
 def test_encoded_words_are_decoded():
     raw = crlf("From: =?iso-8859-1?q?J=F6rg_M=FCller?= <jm@example.de>\n"
                "Subject: =?utf-8?b?R3LDvMOfZSDwn5iA?=\n\nbody")
