@@ -129,6 +129,7 @@ async def run_transaction(sessions: async_sessionmaker[AsyncSession], fn: Callab
     twins = _twins.get(engine.sync_engine)
     if twins is None:
         async with transaction(sessions) as db:
+            # Set for this transaction only when the connection's default is not what it asks for.
             if engine.dialect.name == "postgresql" and durable == (engine.sync_engine in _lazy_by_default):
                 await db.execute(_DURABLE_COMMIT if durable else _LAZY_COMMIT)
             return await db.run_sync(fn, *args, **kwargs)

@@ -55,7 +55,7 @@ def enqueue(session: AsyncSession | Session, message: Message, targets: Iterable
 
 # The hot path's statements are Core statements on the tables, built once with bound
 # parameters: no ORM compile step, no identity map, and a cache key computed once. On SQLite
-# claim, finish_held and drop_finished_messages run the same SQL on the sqlite3 cursor instead
+# claim, finish_held and drop_finished_messages run plain SQL on the sqlite3 cursor instead
 # (conduit/db/sqlite_hot.py: SQLAlchemy's work per statement held SQLite's one write lock).
 # On PostgreSQL the worker's claim and its finish are one statement each, with a fixed text
 # (arrays, not IN lists of varying length): a round trip each, and asyncpg's prepared statement
