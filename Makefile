@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: serve test migrate clean
+.PHONY: serve test lint migrate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,13 @@ serve: $(STAMP)
 
 ## Run the whole test suite (SQLite; PostgreSQL too when CONDUIT_TEST_POSTGRES_URL is set)
 test: $(STAMP)
-	$(VENV)/bin/pytest -q -p no:cacheprovider
+	$(VENV)/bin/pytest -q -rs -p no:cacheprovider --durations=30
+
+## Static checks: ruff (style, bugs, security), mypy (types of conduit/), lint-imports (the layers)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 migrate: $(STAMP)
 	$(VENV)/bin/conduit migrate
@@ -52,6 +58,11 @@ bench: $(STAMP)
 .PHONY: soak
 soak: $(STAMP)
 	$(VENV)/bin/python bench/soak.py
+
+## CPU per message of the inbound checks (SPF, DKIM, DMARC) with warm caches (bench/auth_checks.py).
+.PHONY: bench-checks
+bench-checks: $(STAMP)
+	$(VENV)/bin/python bench/auth_checks.py
 
 ## Memory of one 25 MiB message per Conduit process (docs/performance.md); BENCH_MEMORY_MIB to change it.
 .PHONY: bench-memory

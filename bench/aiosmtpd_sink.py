@@ -1,6 +1,7 @@
 """A bare aiosmtpd server that accepts and discards every message: the second baseline of
-`make bench`. It is what Conduit's SMTP side costs before Conduit does anything (same aiosmtpd
-options as Conduit's listener, same uvloop event loop, aiosmtpd's per-command logging off).
+`make bench`. It is what an SMTP server built on aiosmtpd costs before it does anything (the
+limits Conduit's listener has by default, the same uvloop event loop, aiosmtpd's per-command
+logging off): the floor of any design on a Python SMTP library.
 
 Run: ``python bench/aiosmtpd_sink.py``; prints ``PORT <n>`` once listening, stops on SIGTERM/SIGINT.
 """
@@ -15,7 +16,7 @@ from aiosmtpd.smtp import SMTP
 
 
 class Discard:
-    async def handle_DATA(self, server, session, envelope) -> str:
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 - aiosmtpd hook
         return "250 2.0.0 Ok: discarded"
 
 

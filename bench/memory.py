@@ -5,13 +5,12 @@ and delivers it to the benchmark receiver.
 For each message shape (one attachment that is too big to inline in the payload, and attachments
 small enough to be inlined as base64), a fresh ``conduit serve``: its processes' ``VmRSS`` is
 sampled every 10 ms from before the message until the receiver has it; the growth of each
-process's peak over its resting size is reported, as a multiple of the message's size. The issue's
-bar: no more than 4 times the message's size.
+process's peak over its resting size is reported, as a multiple of the message's size. The
+project's bar: no more than 4 times the message's size.
 """
 
 from __future__ import annotations
 
-import base64
 import os
 import smtplib
 import sys
@@ -22,7 +21,8 @@ from email.message import EmailMessage
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run as bench  # noqa: E402 - the benchmark's process helpers
+from conduit_bench.measurements import proc_status_kib, process_tree
+from conduit_bench.processes import CHILDREN, Conduit, Receiver
 
 MIB = 1024 * 1024
 SIZE = int(float(os.environ.get("BENCH_MEMORY_MIB") or 25) * MIB)
@@ -51,9 +51,9 @@ class TreeSampler(threading.Thread):
 
     def sample(self) -> dict[int, int]:
         sizes = {}
-        for member in bench.process_tree(self.pid):
+        for member in process_tree(self.pid):
             try:
-                sizes[member] = bench.proc_status_kib(member, "VmRSS") * 1024
+                sizes[member] = proc_status_kib(member, "VmRSS") * 1024
             except OSError:
                 pass
         return sizes
@@ -71,8 +71,8 @@ class TreeSampler(threading.Thread):
 
 
 def measure(shape: str, workdir: Path) -> list[str]:
-    receiver = bench.Receiver(workdir)
-    conduit = bench.Conduit(None, workdir, workdir / f"conduit-{shape}.log")
+    receiver = Receiver(workdir)
+    conduit = Conduit(None, workdir, workdir / f"conduit-{shape}.log")
     try:
         to = conduit.add_webhook(receiver.url)
         raw = message(shape, to)
@@ -89,8 +89,8 @@ def measure(shape: str, workdir: Path) -> list[str]:
         for pid, rest in resting.items():
             role = "serve (API + SMTP)" if pid == conduit.pid else "worker process"
             growth = peak.get(pid, rest) - rest
-            rows.append(f"| {shape} | {len(raw) / MIB:.1f} | {role} | {rest / MIB:.0f} | {peak.get(pid, rest) / MIB:.0f} "
-                        f"| {growth / MIB:.0f} | {growth / len(raw):.2f} |")
+            rows.append(f"| {shape} | {len(raw) / MIB:.1f} | {role} | {rest / MIB:.0f} "
+                        f"| {peak.get(pid, rest) / MIB:.0f} | {growth / MIB:.0f} | {growth / len(raw):.2f} |")
         return rows
     finally:
         conduit.stop()
@@ -115,4 +115,4 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     finally:
-        bench.CHILDREN.stop_all()
+        CHILDREN.stop_all()

@@ -22,7 +22,7 @@ _LINE = re.compile(r":\d+\)$")
 _PATH = re.compile(r"\(([^():]+)(?::\d+)?\)$")
 ROLES = (  # first match wins, tested against the whole stack
     ("SMTP session (conduit/smtp: protocol and handler)", ("conduit/smtp/",)),
-    ("delivery worker", ("Worker.deliver", "Worker.run", "delivery/")),
+    ("delivery worker", ("Worker.deliver", "Worker.run", "conduit/worker/")),
     ("API (uvicorn/FastAPI)", ("uvicorn/", "fastapi/", "starlette/")),
 )
 

@@ -14,7 +14,7 @@ def now() -> datetime:
 
 
 # Every pair of base32hex digits (10 bits), lower case: an ID's 26 digits are 13 lookups. The
-# stdlib's b32hexencode is pure Python in 3.11 (4.1 us an ID; three IDs per message).
+# stdlib's b32hexencode is pure Python in 3.11, and every message takes three IDs.
 _DIGIT_PAIRS = [a + b for a in "0123456789abcdefghijklmnopqrstuv" for b in "0123456789abcdefghijklmnopqrstuv"]
 
 

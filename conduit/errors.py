@@ -61,3 +61,20 @@ class AuthFailed(Unauthorized):
     be committed even though the request fails: the request boundary commits before answering."""
 
     keep_changes = True
+
+
+class Unavailable(ConduitError):
+    """The request is sound but cannot be served now (a resource limit of the server)."""
+
+    status = 503
+    code = "unavailable"
+
+
+class Forbidden(ConduitError):
+    status = 403
+    code = "forbidden"
+
+
+class Gone(ConduitError):
+    status = 410
+    code = "gone"

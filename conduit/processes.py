@@ -5,35 +5,28 @@ Python runs one thread of Python code per process at a time, so a single process
 however busy it is; mail parsing and delivery in their own process get the second. The children
 are ``conduit worker`` processes started with a *wake pipe* each: after each commit the SMTP
 server writes a byte to every pipe, and a worker reading it looks at the queue at once instead of
-at its next poll. A child dies with its parent (``PR_SET_PDEATHSIG``), so a killed ``serve`` leaves no
-worker behind; a child that exits on its own stops ``serve`` (with an error, for the service
-manager to restart it), since mail would otherwise pile up undelivered.
+at its next poll. Each also gets a *routes pipe* the other way: a worker that changed routing
+data (deactivated a webhook) writes a byte, and the SMTP server forgets its cached routes. A child
+dies with its parent (``PR_SET_PDEATHSIG``), so a killed ``serve`` leaves no worker behind; a child
+that exits on its own stops ``serve`` (with an error, for the service manager to restart it), since
+mail would otherwise pile up undelivered.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import signal
 import sys
 
 from conduit.config import Settings
+from conduit.observability import metrics
 from conduit.runtime import run
 from conduit.wake import WakePipes
 
 log = logging.getLogger("conduit.runtime")
-_PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent(parent_pid: int) -> None:
-    """Linux: get SIGTERM when the serve process dies, even by SIGKILL."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent_pid:  # it died before the call above took effect
-        os.kill(os.getpid(), signal.SIGTERM)
 
 
 async def serve(settings: Settings, *, config: str | None) -> None:
@@ -48,19 +41,24 @@ async def serve(settings: Settings, *, config: str | None) -> None:
         return
     children = []
     write_fds = []
+    route_change_fds = []
     for _ in range(count):
         read_fd, write_fd = os.pipe()
+        routes_read_fd, routes_write_fd = os.pipe()
         args = [sys.executable, "-m", "conduit", *(["--config", config] if config else []), "worker",
-                "--wake-fd", str(read_fd), "--parent-pid", str(os.getpid())]
-        children.append(await asyncio.create_subprocess_exec(*args, pass_fds=(read_fd,)))
+                "--wake-fd", str(read_fd), "--routes-fd", str(routes_write_fd), "--parent-pid", str(os.getpid())]
+        children.append(await asyncio.create_subprocess_exec(*args, pass_fds=(read_fd, routes_write_fd)))
         os.close(read_fd)
+        os.close(routes_write_fd)
         write_fds.append(write_fd)
+        route_change_fds.append(routes_read_fd)
     pipes = WakePipes(write_fds)
     log.info("event=worker_processes_started count=%d pids=%s", count, ",".join(str(c.pid) for c in children))
     failed: list[int] = []
 
     async def watch(child: asyncio.subprocess.Process) -> None:
         code = await child.wait()
+        metrics.process_exited(child.pid)
         if not stop.is_set():
             log.error("event=worker_process_exited pid=%d code=%s", child.pid, code)
             failed.append(child.pid)
@@ -68,7 +66,8 @@ async def serve(settings: Settings, *, config: str | None) -> None:
 
     watchers = [asyncio.create_task(watch(child)) for child in children]
     try:
-        await run(settings, roles=frozenset({"api", "smtp"}), stop=stop, on_accepted=pipes.notify)
+        await run(settings, roles=frozenset({"api", "smtp"}), stop=stop, on_accepted=pipes.notify,
+                  route_change_fds=tuple(route_change_fds))
     finally:
         stop.set()
         for child in children:
@@ -85,5 +84,7 @@ async def serve(settings: Settings, *, config: str | None) -> None:
         for task in watchers:
             task.cancel()
         pipes.close()
+        for fd in route_change_fds:
+            os.close(fd)
     if failed:
         raise RuntimeError(f"worker process {failed[0]} exited; serve stopped so that it can be restarted whole")

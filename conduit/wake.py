@@ -1,7 +1,12 @@
-"""The wake pipes between `conduit serve` and its worker processes, one per worker: after each
-commit the SMTP server writes a byte to each; a worker reading one looks at the queue at once
-instead of at its next poll. (With one pipe for all, the first worker to read it drained it and
-the others slept until their next poll: a second worker process took almost no mail.)"""
+"""The pipes between `conduit serve` and its worker processes, two per worker.
+
+Wake pipes, serve to worker: after each commit the SMTP server writes a byte to each; a worker
+reading one looks at the queue at once instead of at its next poll. (With one pipe for all, the
+first worker to read it drained it and the others slept until their next poll: a second worker
+process took almost no mail.) Routes pipes, worker to serve: a worker that changed routing data
+(deactivated a webhook) writes a byte, and the SMTP server forgets its cached routes.
+
+Either way a byte only says "something happened"; a full pipe already says it."""
 
 from __future__ import annotations
 
@@ -12,8 +17,8 @@ from collections.abc import Callable
 
 
 class WakePipes:
-    """The write ends, one per worker: one byte each per accepted message; a full pipe already
-    means "wake up"."""
+    """Write ends: ``notify`` writes one byte to each; a full pipe, or a reader that is gone, is
+    no error."""
 
     def __init__(self, fds: list[int]) -> None:
         for fd in fds:
@@ -31,7 +36,7 @@ class WakePipes:
 
 
 def listen_for_wakes(fd: int, wake: Callable[[], None]) -> None:
-    """The read end, in a worker's event loop: each readable moment drains the pipe, wakes once."""
+    """A read end, in this event loop: each readable moment drains the pipe and calls ``wake`` once."""
     os.set_blocking(fd, False)
 
     def on_readable() -> None:
@@ -39,7 +44,7 @@ def listen_for_wakes(fd: int, wake: Callable[[], None]) -> None:
             data = os.read(fd, 65536)
         except BlockingIOError:
             return
-        if not data:  # the serve process is gone: stop watching; the parent-death signal follows
+        if not data:  # the other process is gone: stop watching (serve and its workers stop each other)
             asyncio.get_running_loop().remove_reader(fd)
             return
         wake()

@@ -21,9 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from conduit.api.app import create_app
 from conduit.config import Settings, load_settings
-from conduit.db.base import Base
-from conduit.db.engine import create_engine
-from conduit.db.migrate import upgrade
+from conduit.storage.base import Base
+from conduit.storage.database import Database, open_database
+from conduit.storage.engine import postgres_engine
+from conduit.storage.migrate import upgrade
 from tests.support.pipeline import free_port
 
 # The loopback DNS server fixtures (dns_server, dns_zone) for every test.
@@ -63,7 +64,7 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         yield f"sqlite+aiosqlite:///{path}"
         return
     url = request.getfixturevalue("postgres_migrated")
-    engine = create_engine(url)
+    engine = postgres_engine(url, pool_size=1, lazy_commits=False)
     async with engine.begin() as conn:  # a clean slate for every test
         tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
         await conn.execute(text(f"TRUNCATE {tables} CASCADE"))
@@ -83,17 +84,23 @@ def settings(database_url: str, settings_overrides: dict) -> Settings:
 
 
 @pytest.fixture
-async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(settings.database_url)
-    yield engine
-    await engine.dispose()
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    database = open_database(settings)
+    yield database
+    await database.dispose()
 
 
 @pytest.fixture
-async def app(settings: Settings, engine: AsyncEngine):
-    app = create_app(settings, engine)
+def engine(database: Database) -> AsyncEngine:
+    return database.engine
+
+
+@pytest.fixture
+async def app(settings: Settings, database: Database):
+    app = create_app(settings, database)
     yield app
     await app.state.context.http.close()
+    await app.state.context.renders.close()
 
 
 @pytest.fixture
@@ -132,7 +139,7 @@ class MailSink:
     def url(self) -> str:
         return f"smtp://127.0.0.1:{self.port}"
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001, N802 - aiosmtpd hook
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 - aiosmtpd hook
         message = BytesParser(policy=email_policy.default).parsebytes(envelope.content)
         message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
         self.messages.append(message)

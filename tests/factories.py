@@ -7,12 +7,17 @@ import itertools
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
 import pyotp
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import Executable
+
+from conduit.clock import new_id, now
+from conduit.storage.database import Database
+from conduit.storage.interfaces import new_job
 
 PASSWORD = "correct horse battery"
 _counter = itertools.count(1)
@@ -56,9 +61,16 @@ async def user(client: httpx.AsyncClient, email: str | None = None, password: st
 
 
 def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict:
-    """The response has ``status`` and exactly the spec's Error body (optionally with this code)."""
+    """The response has ``status`` and exactly the spec's Error body (optionally with this code);
+    a request validation error adds ``details``, one ``{field, error}`` per problem."""
     assert response.status_code == status, response.text
     body = response.json()
+    if body.get("code") == "validation_error" and "details" in body:
+        assert status == 422, body
+        assert body["details"] and all(
+            set(d) == {"field", "error"} and all(isinstance(v, str) and v for v in d.values())
+            for d in body["details"]), body
+        body = {k: v for k, v in body.items() if k != "details"}
     assert set(body) == {"code", "error"}, body
     assert isinstance(body["code"], str) and body["code"], body
     assert isinstance(body["error"], str) and body["error"], body
@@ -155,14 +167,14 @@ async def claim_domain(client: httpx.AsyncClient, owner: User, name: str) -> dic
     return response.json()
 
 
-def publish_verification_records(dns, domain: dict, mx_host: str = DEFAULT_MX_HOST) -> None:  # noqa: ANN001
+def publish_verification_records(dns, domain: dict, mx_host: str = DEFAULT_MX_HOST) -> None:
     """Publish on the loopback DNS server (tests.support.dns_server.LoopbackDNS) what the
     verify endpoint looks for: the claim's token at _conduit-verify.<name> and MX 10 <mx_host>."""
     dns.add(f"_conduit-verify.{domain['name']}", "TXT", domain["verification_token"])
     dns.add(domain["name"], "MX", f"10 {mx_host}")
 
 
-async def verified_domain(client: httpx.AsyncClient, owner: User, dns, name: str,  # noqa: ANN001
+async def verified_domain(client: httpx.AsyncClient, owner: User, dns, name: str,
                           mx_host: str = DEFAULT_MX_HOST) -> dict:
     """Claim ``name``, publish its TXT and MX records on the loopback DNS server, verify it."""
     domain = await claim_domain(client, owner, name)
@@ -188,3 +200,26 @@ async def create_webhook(client: httpx.AsyncClient, owner: User, address: str,
     response = await client.post("/webhooks", json=body, headers=owner.headers)
     assert response.status_code == 201, response.text
     return response.json()
+
+
+MULTIPART_RAW = (b"From: someone@example.org\r\nTo: {to}\r\nSubject: private\r\nContent-Type: multipart/mixed; "
+                 b"boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b\r\nContent-Type: "
+                 b"application/pdf\r\nContent-Disposition: attachment; filename=a.pdf\r\n\r\n%PDF\r\n--b--\r\n")
+
+
+def message_row(to: str, *, received_at: datetime | None = None, raw: bytes | None = None) -> dict:
+    """A messages row (every column), as the SMTP server stores one: by default a small message
+    with one PDF attachment."""
+    raw = raw if raw is not None else MULTIPART_RAW.replace(b"{to}", to.encode())
+    return {"id": new_id("msg"), "received_at": received_at or now(), "mail_from": "someone@example.org",
+            "rcpt_to": [to], "remote_ip": "192.0.2.1", "helo": "client.example", "tls": False, "auth_user": None,
+            "size": len(raw), "auth_results": {}, "spam": None, "raw": raw, "subject": "private"}
+
+
+async def store_message(database: Database, webhook_id: str, to: str, *, received_at: datetime | None = None,
+                        status: str = "queued") -> str:
+    """A message accepted for one webhook, its delivery job in ``status``; the message's id."""
+    message = message_row(to, received_at=received_at)
+    job = {**new_job(message["id"], webhook_id, [to], message["received_at"]), "status": status}
+    await database.run(database.queue.accept, messages=[message], jobs=[job])
+    return message["id"]

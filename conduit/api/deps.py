@@ -11,14 +11,16 @@ from typing import Annotated
 import dns.asyncresolver
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from conduit.config import Settings
-from conduit.db.models import Account
-from conduit.delivery.http import WebhookClient
+from conduit.crypto import Crypto
 from conduit.errors import ConduitError
-from conduit.services.authentication import authenticate
-from conduit.services.crypto import Crypto
+from conduit.isolation import RenderPool
+from conduit.net.http_transport import WebhookTransport
+from conduit.services.authentication import Caller, authenticate
+from conduit.storage.database import Database
+from conduit.storage.models import Account
 
 
 @dataclass(frozen=True)
@@ -27,13 +29,15 @@ class AppContext:
 
     settings: Settings
     crypto: Crypto
-    sessions: async_sessionmaker[AsyncSession]
+    database: Database
     resolver: dns.asyncresolver.Resolver
-    http: WebhookClient
+    http: WebhookTransport
+    renders: RenderPool  # renderer processes for simulate and for checking templates
 
 
 def get_context(request: Request) -> AppContext:
-    return request.app.state.context
+    context: AppContext = request.app.state.context
+    return context
 
 
 ContextDep = Annotated[AppContext, Depends(get_context)]
@@ -42,7 +46,7 @@ ContextDep = Annotated[AppContext, Depends(get_context)]
 async def get_session(context: ContextDep) -> AsyncIterator[AsyncSession]:
     """Commit when the handler returns (before the response is sent: scope="function"), roll back
     when it raises, except errors that ask to keep their bookkeeping (failed sign-ins)."""
-    async with context.sessions() as session:
+    async with context.database.sessions() as session:
         try:
             yield session
         except ConduitError as exc:
@@ -78,7 +82,7 @@ def client_ip(request: Request, context: ContextDep) -> str:
     return hops[0] if hops else peer
 
 
-def _in(ip: str, networks: tuple) -> bool:
+def _in(ip: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:
@@ -90,9 +94,18 @@ ClientIP = Annotated[str, Depends(client_ip)]
 _bearer = HTTPBearer(auto_error=False, description="An access token from POST /sessions or an API token (cdt_…).")
 
 
-async def current_account(session: SessionDep, context: ContextDep, ip: ClientIP,
-                          credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Account:
-    return await authenticate(session, credentials.credentials if credentials else None, ip=ip, crypto=context.crypto)
+async def current_caller(request: Request, session: SessionDep, context: ContextDep, ip: ClientIP,
+                         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Caller:
+    caller = await authenticate(session, credentials.credentials if credentials else None, ip=ip, crypto=context.crypto)
+    request.state.account_id = caller.account.id  # for the access log (conduit/api/middleware.py)
+    return caller
+
+
+CurrentCaller = Annotated[Caller, Depends(current_caller)]
+
+
+async def current_account(caller: CurrentCaller) -> Account:
+    return caller.account
 
 
 CurrentAccount = Annotated[Account, Depends(current_account)]

@@ -5,13 +5,14 @@ accepted with ``250``, so parsing must never fail a delivery. Broken MIME, unkno
 charsets, raw 8-bit headers and absurd nesting all produce a payload; whatever could
 not be decoded is passed on with U+FFFD replacements and noted in ``parse_warnings``.
 Header blocks are parsed by the stdlib (``email.policy.default``); the MIME tree is
-split here on the raw bytes, because the stdlib's whole-message parser costs up to
-20 times the message size in memory (see "parsing" below). Nesting depth, part count
+split here on the raw bytes, because the stdlib's whole-message parser costs many
+times the message size in memory (see "parsing" below). Nesting depth, part count
 and the header text given to the (slow) structured header parser are bounded.
 That parser is also spared where it cannot change the result: plain address lists
 (``Name <a@b>``) are read with a regular expression, each header of a part is parsed
-once, and the header objects of short values are reused across messages. About 90 µs
-for a 4 KiB message, 0.1 s for 25 MiB: async callers run ``build_payload`` in a thread.
+once, and the header objects of short values are reused across messages. A large
+message still takes long to parse, and the mail is untrusted: ``build_payload`` runs in a
+renderer process (``conduit.isolation``), never on an event loop.
 tests/unit/test_payload_corpus.py holds the payloads of a corpus of messages fixed.
 
 Payload fields (the README documents the payload from this table):
@@ -30,10 +31,13 @@ Payload fields (the README documents the payload from this table):
 ``subject``            The decoded ``Subject``, or null when there is none.
 ``date``               The ``Date`` header in RFC 3339 UTC, or null if missing or
                        unparsable.
-``text``               The first inline ``text/plain`` part, decoded, or null.
+``text``               The first inline ``text/plain`` part, decoded; when there is
+                       none but there is a ``text/html`` part, the text that HTML shows
+                       (``text_from_html``); else null.
+``text_from_html``     True when ``text`` was derived from the HTML part.
 ``html``               The first inline ``text/html`` part, decoded, or null.
 ``reply_text``         The new part of a (top-posted) reply: ``text`` without the
-                       quoted history, signature and disclaimers (mail-parser-reply);
+                       quoted history, signature and disclaimers (``reply.py``);
                        ``text`` itself when that cannot be worked out.
 ``mailbox_hash``       The ``tag`` of ``name+tag@domain`` for the recipient this
                        delivery is for, or null.
@@ -45,13 +49,27 @@ Payload fields (the README documents the payload from this table):
                        (without ``<>``, or null), ``disposition`` (``attachment``,
                        ``inline`` or null), ``content`` (base64, or null),
                        ``content_omitted`` (true when the attachments together exceed
-                       the inline limit: then no attachment carries content).
+                       the inline limit: then no attachment carries content), ``url``
+                       (with ``content_omitted``, a signed link to the decoded
+                       content, like ``raw_url``; else null).
+``raw_url``            A link to the raw message (``message/rfc822``) that needs no
+                       token, signed and valid while the message is kept; null
+                       when messages are not kept (and for simulated messages).
 ``auth``               ``spf`` ``{result, domain}``, ``dkim`` list of
-                       ``{domain, result}``, ``dmarc`` (result, or ``"none"``).
+                       ``{domain, result}``, ``dmarc`` ``{result, policy, domain}``
+                       (``result`` pass, fail, none, temperror or permerror;
+                       ``policy`` none, quarantine, reject or null; ``domain``
+                       whose ``_dmarc`` record applied, or null).
+``spam``               rspamd's verdict as stored at receipt: ``{score,
+                       required_score, action, symbols}`` (``symbols`` a list of
+                       ``{name, score}``), or null when no spam check ran.
 ``webhook``            ``{id, address}`` of the webhook this delivery is for.
 ``simulated``          True for messages made by the simulate endpoint.
 ``parse_warnings``     Sentences describing what could not be parsed or decoded.
 =====================  ============================================================
+
+Text fields (``text``, ``html``, ``reply_text``) end their lines with ``\\n`` alone: CRLF and a
+lone CR, whatever the message used, become LF.
 """
 
 from __future__ import annotations
@@ -61,7 +79,7 @@ import binascii
 import codecs
 import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from email import policy as email_policy
@@ -73,7 +91,8 @@ from itertools import islice
 from typing import Any
 
 from conduit.mail import reply
-from conduit.services.webhook_rules import split_plus
+from conduit.mail.addresses import split_plus
+from conduit.mail.html_text import html_to_text
 
 EVENT = "email.received"
 MAX_DEPTH = 32  # multipart nesting followed; deeper parts are skipped
@@ -142,16 +161,25 @@ class DkimResult:
 
 
 @dataclass(frozen=True)
+class DmarcResult:
+    """The DMARC verdict: ``result``, the applied ``policy`` and the ``domain`` whose record applied."""
+
+    result: str = "none"
+    policy: str | None = None
+    domain: str | None = None
+
+
+@dataclass(frozen=True)
 class AuthResults:
     """Sender authentication results computed by the SMTP server."""
 
     spf_result: str = "none"
     spf_domain: str | None = None
     dkim: tuple[DkimResult, ...] = ()
-    dmarc: str = "none"
+    dmarc: DmarcResult = DmarcResult()
 
 
-class _Warnings(list):
+class _Warnings(list[str]):
     def note(self, sentence: str) -> None:
         if sentence not in self and len(self) < MAX_WARNINGS:
             self.append(sentence)
@@ -169,12 +197,23 @@ def build_payload(
     auth: AuthResults,
     simulated: bool,
     max_inline_attachment_bytes: int,
+    extract_reply: bool = True,
+    spam: dict[str, Any] | None = None,
+    links: PayloadLinks | None = None,
 ) -> dict[str, Any]:
-    """The default JSON payload (see the module docstring); never raises on bad mail."""
+    """The default JSON payload (see the module docstring); never raises on bad mail.
+
+    ``extract_reply=False`` leaves ``reply_text`` null: for a message whose reply extraction
+    could not finish within its budget (the caller notes why in ``parse_warnings``)."""
     warnings = _Warnings()
     root = _read_part(raw, 0, len(raw), 1, "text/plain", warnings)
     headers = _Headers(root.headers, warnings)
     text, html, attachments = _body_parts(raw, root, warnings)
+    text, html = _with_lf(text), _with_lf(html)
+    text_from_html = False
+    if text is None and html is not None:
+        text = _text_of_html(html, warnings)
+        text_from_html = text is not None
     return {
         "id": message_id,
         "event": EVENT,
@@ -195,16 +234,19 @@ def build_payload(
         "subject": headers.first("subject"),
         "date": headers.date(),
         "text": text,
+        "text_from_html": text_from_html,
         "html": html,
-        "reply_text": _reply_text(text, warnings),
+        "reply_text": _reply_text(text, warnings) if extract_reply else None,
         "mailbox_hash": _mailbox_hash(rcpt_to),
         "headers": headers.listing(),
-        "attachments": _encode_attachments(attachments, max_inline_attachment_bytes),
+        "attachments": _encode_attachments(attachments, max_inline_attachment_bytes, links),
+        "raw_url": links.raw_url if links else None,
         "auth": {
             "spf": {"result": auth.spf_result, "domain": auth.spf_domain},
             "dkim": [{"domain": d.domain, "result": d.result} for d in auth.dkim],
-            "dmarc": auth.dmarc or "none",
+            "dmarc": {"result": auth.dmarc.result, "policy": auth.dmarc.policy, "domain": auth.dmarc.domain},
         },
+        "spam": spam,
         "webhook": {"id": webhook_id, "address": webhook_address},
         "simulated": simulated,
         "parse_warnings": list(warnings),
@@ -221,7 +263,7 @@ def template_context(payload: dict[str, Any], raw: bytes) -> dict[str, Any]:
 #
 # The stdlib parses each header block; the MIME tree is split here, on the raw bytes.
 # Why not BytesParser on the whole message: its feed parser keeps every body line as a
-# str object before joining them (a 25 MiB body of short lines costs 20 times its size,
+# str object before joining them (a large body of short lines costs many times its size,
 # and 8-bit bodies are widened to 2 bytes a character), it recurses once per nesting level
 # (RecursionError), and it reads each part's Content-Type through the structured header
 # parser several times (minutes for 300,000 tiny parts). Here a body is only ever a span
@@ -259,7 +301,9 @@ class _Part:
 def _read_part(raw: bytes, start: int, end: int, number: int, default_type: str, warnings: _Warnings) -> _Part:
     """Header block and body span of the part ``raw[start:end]``, split as the stdlib
     splits it: headers end at the first empty line or the first line that is no header."""
-    header_end = _HEADER_BLOCK.match(raw, start, min(end, start + MAX_HEADER_BYTES)).end()
+    block = _HEADER_BLOCK.match(raw, start, min(end, start + MAX_HEADER_BYTES))
+    assert block is not None  # the pattern matches the empty string
+    header_end = block.end()
     if raw.startswith(b"\r\n", header_end) and header_end + 2 <= end:
         body_start = header_end + 2
     elif raw.startswith(b"\n", header_end) and header_end < end:
@@ -270,13 +314,13 @@ def _read_part(raw: bytes, start: int, end: int, number: int, default_type: str,
             warnings.note(f"part {number} has no empty line between its headers and its body")
     try:
         headers = _parse_header_block(raw[start:header_end])
-    except Exception:
+    except Exception:  # noqa: BLE001 - the stdlib's header parser raises anything on hostile input
         warnings.note(f"the headers of part {number} could not be parsed")
         headers = Message(policy=_POLICY)
     headers.set_default_type(default_type)
     try:
         _mime_fields(headers)
-    except Exception:  # e.g. a charset in an RFC 2231 parameter that cannot decode it
+    except Exception:  # noqa: BLE001 - e.g. a charset in an RFC 2231 parameter that cannot decode it
         headers.policy = email_policy.compat32  # plain strings, no structured parsing to fail
         warnings.note(f"the MIME headers of part {number} are malformed; they were read as plain text")
     return _Part(number, headers, body_start, end)
@@ -292,8 +336,9 @@ def _parse_header_block(block: bytes) -> Message:
     ``FeedParser._parse_headers`` and ``EmailPolicy.header_source_parse`` take them. Done here
     for the blocks that parser reads without a defect or a special case (a "From " line, a
     first line that is a continuation, a field without a name, a lone CR, which it takes for a
-    line break); the others go to the stdlib. Its feed parser was 10 % of the worker's CPU at
-    4 KiB; ``tests/unit/test_parse.py`` compares the two on every header block of the corpus."""
+    line break); the others go to the stdlib, whose feed parser is a visible share of the
+    worker's CPU per delivery (docs/performance.md, "Payload builder's parsing fast paths");
+    ``tests/unit/test_parse.py`` compares the two on every header block of the corpus."""
     text = block.decode("ascii", "surrogateescape")
     lines = _HEADER_LINES.findall(text)
     if not lines or lines[0][0] in " \t" or ("\r" in text and _LONE_CR.search(text)):
@@ -380,7 +425,7 @@ def _children(raw: bytes, part: _Part, depth: int, warnings: _Warnings) -> list[
         return []
     child_type = "message/rfc822" if headers.get_content_type() == "multipart/digest" else "text/plain"
     spans = []
-    for current, following in zip(found, [*found[1:], None]):
+    for current, following in zip(found, [*found[1:], None], strict=True):
         if current.group(1):  # the close delimiter: the rest is the epilogue
             break
         start = current.end() + 1 if raw.startswith(b"\n", current.end()) else current.end()
@@ -411,6 +456,12 @@ def _clean(value: str) -> str:
         return _no_surrogates(value)
 
 
+def _empty_domain_read_as_null(value: str, addresses: Sequence[Any]) -> bool:
+    """A list ending in an empty domain (``a@``): Python 3.11's parser fails on it, later ones read
+    it as the null address ``<>``. Malformed on every version, so that the payload is the same."""
+    return value.rstrip().endswith("@") and any(a.addr_spec == "<>" for a in addresses)
+
+
 class _Headers:
     """Header values decoded once, within a budget of structured parsing."""
 
@@ -420,10 +471,10 @@ class _Headers:
         self._items: list[tuple[str, str]] = []  # (name, unfolded raw value)
         self._values: list[str] = []
         self._objects: dict[int, Any] = {}  # the header objects _decode made (None: failed), by item
-        for name, value in msg.raw_items():
-            name = _clean(str(name))
-            if not isinstance(value, str):  # already a header object (not from the parser)
-                value = str(value)
+        for raw_name, raw_value in msg.raw_items():
+            name = _clean(str(raw_name))
+            # a header object (not from the parser) is made a string
+            value = raw_value if isinstance(raw_value, str) else str(raw_value)
             cleaned = _clean(value)
             if cleaned is not value and "\ufffd" in cleaned:
                 warnings.note(f"header {name} contains bytes that are not UTF-8; they were replaced with U+FFFD")
@@ -445,7 +496,7 @@ class _Headers:
     def _parsed(self, name: str, value: str) -> Any | None:
         try:
             return _POLICY.header_factory(name, value)
-        except Exception:
+        except Exception:  # noqa: BLE001 - the stdlib's header parser raises anything on hostile input
             self._warnings.note(f"header {name} is malformed; passed on as written")
             return None
 
@@ -486,6 +537,9 @@ class _Headers:
             return pairs
         header = self._objects[index] if index in self._objects else self._parsed(name, value)
         parsed = getattr(header, "addresses", None)
+        if parsed is not None and _empty_domain_read_as_null(value, parsed):
+            self._warnings.note(f"header {name} is malformed; passed on as written")
+            parsed = None
         return [(a.display_name, a.addr_spec) for a in parsed] if parsed is not None else _fallback_addresses(value)
 
     def date(self) -> str | None:
@@ -494,7 +548,7 @@ class _Headers:
             return None
         try:
             return _rfc3339(_plain_date(value) or parsedate_to_datetime(value))
-        except Exception:
+        except Exception:  # noqa: BLE001 - the stdlib's date parser raises anything on hostile input
             self._warnings.note("the Date header could not be parsed")
             return None
 
@@ -555,7 +609,7 @@ def _plain_addresses(value: str) -> list[tuple[str, str]] | None:
 def _fallback_addresses(value: str) -> list[tuple[str, str]]:
     try:
         return getaddresses([value])
-    except Exception:
+    except Exception:  # noqa: BLE001 - the stdlib's address parser raises anything on hostile input
         return []
 
 
@@ -570,6 +624,15 @@ def _rfc3339(moment: datetime) -> str:
 
 
 # -- body and attachments ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PayloadLinks:
+    """Signed links to a kept message (made by the caller, which holds the key): ``raw_url``,
+    and ``attachment_url`` with ``{index}`` standing for an attachment's position."""
+
+    raw_url: str
+    attachment_url: str
 
 
 @dataclass
@@ -590,7 +653,7 @@ def _body_parts(raw: bytes, root: _Part, warnings: _Warnings) -> tuple[str | Non
     for part in _leaves(raw, root, warnings):
         try:
             ctype, disposition, filename, content_id, charset, cte = _mime_fields(part.headers)
-        except Exception:
+        except Exception:  # noqa: BLE001 - the stdlib's header parser raises anything on hostile input
             warnings.note(f"the MIME headers of part {part.number} are unreadable; passed on as an attachment")
             ctype, disposition, filename, content_id, charset, cte = _UNREADABLE_FIELDS
         is_body = disposition != "attachment" and filename is None
@@ -654,7 +717,7 @@ def _decode_text(data: bytes | bytearray, charset: str | None, number: int, warn
     charset = charset or "us-ascii"
     try:
         codec = codecs.lookup(charset).name
-    except Exception:  # LookupError, or a name that is not even ASCII
+    except Exception:  # noqa: BLE001 - LookupError, or a name that is not even ASCII
         codec = "utf-8"
         warnings.note(f"{what} declares the unknown charset {charset!r}; decoded as UTF-8")
     for candidate in dict.fromkeys((codec, "utf-8")):
@@ -676,12 +739,14 @@ def _no_surrogates(text: str) -> str:
     return _SURROGATES.sub("\ufffd", text) if _SURROGATES.search(text) else text
 
 
-def _encode_attachments(attachments: list[_Attachment], limit: int) -> list[dict[str, Any]]:
+def _encode_attachments(attachments: list[_Attachment], limit: int,
+                        links: PayloadLinks | None = None) -> list[dict[str, Any]]:
     """All contents inline, or none when together they exceed ``limit`` (the receiver then
-    knows every attachment must be fetched elsewhere, not guessed one by one)."""
+    knows every attachment must be fetched elsewhere, not guessed one by one): then each
+    has its link, when the message is kept."""
     omit = sum(len(a.data) for a in attachments) > limit
     result = []
-    for attachment in attachments:
+    for index, attachment in enumerate(attachments):
         size = len(attachment.data)
         content = None
         if not omit:
@@ -697,11 +762,27 @@ def _encode_attachments(attachments: list[_Attachment], limit: int) -> list[dict
             "disposition": attachment.disposition,
             "content": content,
             "content_omitted": omit,
+            "url": links.attachment_url.replace("{index}", str(index)) if omit and links else None,
         })
     return result
 
 
 # -- derived fields --------------------------------------------------------------------
+
+
+def _with_lf(text: str | None) -> str | None:
+    """Line breaks as ``\\n`` (CRLF and lone CR alike)."""
+    if text is None or "\r" not in text:
+        return text
+    text = text.replace("\r\n", "\n")  # replace, not split and join: no list of a million lines
+    return text.replace("\r", "\n") if "\r" in text else text
+
+
+def _text_of_html(html: str, warnings: _Warnings) -> str | None:
+    converted = html_to_text(html)
+    for warning in converted.warnings:
+        warnings.note(warning)
+    return converted.text
 
 
 def _reply_text(text: str | None, warnings: _Warnings) -> str | None:

@@ -58,9 +58,9 @@ def _single_address(field: str, value: str) -> Address:
     invalid = ValueError(f"{field} '{value}' is not a single email address such as name@example.com")
     try:
         header = _POLICY_UTF8.header_factory(field, value)
-    except Exception:  # the stdlib's header parser has IndexError bugs on input like "a@"
+    except Exception:  # noqa: BLE001 - the stdlib's header parser has IndexError bugs on input like "a@"
         raise invalid from None
-    addresses = getattr(header, "addresses", ())
+    addresses: tuple[Address, ...] = getattr(header, "addresses", ())
     defects = [d for d in header.defects if not isinstance(d, NonASCIILocalPartDefect)]  # fine under SMTPUTF8
     if defects or len(addresses) != 1 or not addresses[0].username or not addresses[0].domain:
         raise invalid

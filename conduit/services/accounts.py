@@ -1,4 +1,5 @@
-"""Accounts: sign up, password rules, time zone, password change and reset, deletion."""
+"""Accounts: sign up, password rules, time zone, password change and reset, deletion, and the
+operator's actions (create, disable, enable, delete) of `conduit accounts`."""
 
 from __future__ import annotations
 
@@ -12,14 +13,22 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conduit.clock import new_id, now
-from conduit.db.models import Account, ApiToken, OneTimeToken, RefreshToken
-from conduit.errors import AuthFailed, Conflict, Invalid, Unauthorized
+from conduit.crypto import hash_password, hash_token, random_token, verify_password
+from conduit.errors import AuthFailed, ConduitError, Conflict, Invalid, NotFound, Unauthorized
 from conduit.services import audit, throttle
-from conduit.services.crypto import hash_password, hash_token, random_token, verify_password
+from conduit.storage.models import Account, ApiToken, OneTimeToken, RefreshToken
 
 PASSWORD_MIN, PASSWORD_MAX = 8, 256
 RESET_TOKEN_TTL = timedelta(hours=1)
 RESET = "password_reset"
+OPERATOR = "cli"  # the actor of the operator's actions in the audit log
+
+
+class SignupClosed(ConduitError):
+    """CONDUIT_SIGNUP=closed: only the operator creates accounts."""
+
+    status = 403
+    code = "signup_closed"
 
 
 def normalize_email(email: str) -> str:
@@ -52,7 +61,17 @@ async def find_by_email(session: AsyncSession, email: str) -> Account | None:
     return await session.scalar(select(Account).where(Account.email == email))
 
 
-async def create(session: AsyncSession, *, email: str, password: str, ip: str) -> Account:
+async def create(session: AsyncSession, *, email: str, password: str, ip: str, signup_open: bool = True) -> Account:
+    """Sign up. With sign-up closed nothing is looked at first, so the answer says nothing of
+    which addresses have accounts."""
+    if not signup_open:
+        raise SignupClosed("sign-up is closed on this Conduit; ask its operator for an account")
+    account = await _insert(session, email=email, password=password)
+    audit.record(session, account.id, "account.sign_up", ip=ip)
+    return account
+
+
+async def _insert(session: AsyncSession, *, email: str, password: str) -> Account:
     email = normalize_email(email)
     check_password(password)
     if await find_by_email(session, email):
@@ -63,8 +82,54 @@ async def create(session: AsyncSession, *, email: str, password: str, ip: str) -
         await session.flush()
     except IntegrityError:  # a concurrent sign-up with the same email won the race
         raise Conflict("an account with this email is already registered", code="email_taken") from None
-    audit.record(session, account.id, "account.sign_up", ip=ip)
     return account
+
+
+def ensure_enabled(account: Account) -> None:
+    """Raise unless the account may sign in; called once the password (or code) proved the caller."""
+    if account.disabled_at is not None:
+        raise Unauthorized("this account is disabled; ask the operator of this Conduit", code="account_disabled")
+
+
+# The operator's actions (`conduit accounts`): no API, no IP; the audit log names the actor.
+
+async def list_all(session: AsyncSession) -> list[Account]:
+    return list(await session.scalars(select(Account).order_by(Account.created_at, Account.id)))
+
+
+async def find_for_operator(session: AsyncSession, reference: str) -> Account:
+    """The account with this id (``acc_…``) or email address."""
+    reference = reference.strip()
+    account = await session.get(Account, reference)
+    if account is None:
+        account = await find_by_email(session, reference.lower())
+    if account is None:
+        raise NotFound(f"no account has the id or email {reference!r}", code="account_not_found")
+    return account
+
+
+async def create_by_operator(session: AsyncSession, *, email: str, password: str) -> Account:
+    """Create an account whatever CONDUIT_SIGNUP says."""
+    account = await _insert(session, email=email, password=password)
+    audit.record(session, account.id, "account.created", actor=OPERATOR)
+    return account
+
+
+async def set_disabled(session: AsyncSession, account: Account, *, disabled: bool) -> bool:
+    """Disable or enable; False when the account already was so. Disabling ends every session at
+    once (refresh tokens revoked, access tokens dead); API tokens are refused while it lasts."""
+    if (account.disabled_at is not None) == disabled:
+        return False
+    account.disabled_at = now() if disabled else None
+    if disabled:
+        await revoke_sessions(session, account, api_tokens=False)
+    audit.record(session, account.id, "account.disabled" if disabled else "account.enabled", actor=OPERATOR)
+    return True
+
+
+async def delete_by_operator(session: AsyncSession, account: Account) -> None:
+    """Delete the account and everything it owns, its audit log included (as the API's delete)."""
+    await session.delete(account)
 
 
 async def set_timezone(session: AsyncSession, account: Account, *, timezone: str, ip: str) -> None:
@@ -98,16 +163,13 @@ async def request_password_reset(session: AsyncSession, *, email: str, ip: str) 
     The caller answers 202 either way; only the per-IP limit is visible (429), and it says
     nothing about the address.
     """
-    await throttle.check(session, [f"reset:ip:{ip}"], throttle.RESET_PER_IP, what="password reset requests")
-    await throttle.count(session, [f"reset:ip:{ip}"])
+    await throttle.reserve(session, [f"reset:ip:{ip}"], throttle.RESET_PER_IP, what="password reset requests")
     try:
         email = normalize_email(email)
     except Invalid:
         return None
-    email_key = [f"reset:email:{email}"]
-    if await throttle.retry_after(session, email_key, throttle.RESET_PER_EMAIL) is not None:
+    if isinstance(await throttle.try_reserve(session, [f"reset:email:{email}"], throttle.RESET_PER_EMAIL), int):
         return None
-    await throttle.count(session, email_key)
     account = await find_by_email(session, email)
     if account is None:
         return None
@@ -147,8 +209,8 @@ async def delete_account(session: AsyncSession, account: Account, *, password: s
 async def _reauthenticate(session: AsyncSession, account: Account, password: str, *, ip: str, field: str) -> None:
     """Check the password of a signed-in account, throttled so a stolen token cannot guess it."""
     keys = [f"password:account:{account.id}"]
-    await throttle.check(session, keys, throttle.SIGN_IN, what="wrong passwords")
+    attempt = await throttle.reserve(session, keys, throttle.SIGN_IN, what="wrong passwords")
     if not await verify_password(account.password_hash, password):
-        await throttle.count(session, keys)
         audit.record(session, account.id, "account.reauthentication_failed", ip=ip)
         raise AuthFailed(f"{field} is wrong", code="invalid_credentials")
+    await throttle.release(session, attempt)

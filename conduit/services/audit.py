@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from conduit.clock import new_id, now
-from conduit.db.models import AuditEntry
+from conduit.storage.models import AuditEntry
 
 
 def record(session: AsyncSession | Session, account_id: str, action: str, *, ip: str = "", **details: Any) -> None:
@@ -29,5 +29,6 @@ async def list_entries(session: AsyncSession, account_id: str, *, limit: int) ->
 
 
 async def purge(session: AsyncSession, *, older_than_days: int) -> int:
-    result = await session.execute(delete(AuditEntry).where(AuditEntry.created_at < now() - timedelta(days=older_than_days)))
+    cutoff = now() - timedelta(days=older_than_days)
+    result = cast(CursorResult[Any], await session.execute(delete(AuditEntry).where(AuditEntry.created_at < cutoff)))
     return result.rowcount or 0

@@ -5,16 +5,16 @@ from __future__ import annotations
 import secrets
 
 import dns.asyncresolver
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import ColumnElement, and_, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conduit.clock import is_id, new_id
-from conduit.db.models import Account, Domain
 from conduit.errors import Conflict, Invalid, NotFound
 from conduit.net.dns import DnsLookupError, lookup_mx, lookup_txt
+from conduit.net.domain_names import normalize_domain_name
 from conduit.services import audit
-from conduit.services.domain_names import normalize_domain_name
+from conduit.storage.models import Account, Domain
 
 TXT_PREFIX = "_conduit-verify"
 MX_PRIORITY = 10
@@ -146,7 +146,7 @@ async def usable_for_address(session: AsyncSession, account: Account, name: str,
         Domain.name == name, Domain.verified, or_(Domain.account_id == account.id, _listed_public(public))))
 
 
-def _listed_public(public: tuple[str, ...]):  # noqa: ANN202 - a SQL condition
+def _listed_public(public: tuple[str, ...]) -> ColumnElement[bool]:
     """Public rows whose name the operator still lists in CONDUIT_PUBLIC_DOMAINS. A name taken off
     the list stops being offered; webhooks already on it keep receiving mail until deleted."""
     return and_(Domain.is_public, Domain.name.in_(public))

@@ -11,16 +11,18 @@ as it is (the run then fails, so the operator notices before dropping a key).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from conduit.db.engine import transaction
-from conduit.db.models import Account, Webhook
-from conduit.services.crypto import Crypto, SecretKeyMismatch
+from conduit.crypto import Crypto, SecretKeyMismatch
+from conduit.storage.engine import transaction
+from conduit.storage.models import Account, Webhook
 
 # Every column holding a Fernet token: (model, column name). A new encrypted column goes here.
-ENCRYPTED_COLUMNS = ((Account, "totp_secret"), (Webhook, "secret_encrypted"))
+_EncryptedModel = type[Account] | type[Webhook]
+ENCRYPTED_COLUMNS: tuple[tuple[_EncryptedModel, str], ...] = ((Account, "totp_secret"), (Webhook, "secret_encrypted"))
 DEFAULT_BATCH_SIZE = 500
 
 
@@ -83,7 +85,7 @@ async def rotate_secrets(sessions: async_sessionmaker[AsyncSession], crypto: Cry
     return RotationReport(columns=reports)
 
 
-async def _batch(session: AsyncSession, model, name: str, *,  # noqa: ANN001 - one of the ENCRYPTED_COLUMNS models
+async def _batch(session: AsyncSession, model: _EncryptedModel, name: str, *,
                  after: str, limit: int) -> list[tuple[str, str]]:
     column = getattr(model, name)
     query = (select(model.id, column).where(model.id > after, column.is_not(None))
@@ -91,7 +93,7 @@ async def _batch(session: AsyncSession, model, name: str, *,  # noqa: ANN001 - o
     return [(row_id, value) for row_id, value in (await session.execute(query)).all()]
 
 
-async def _rotate_one(session: AsyncSession, crypto: Crypto, model, name: str, row_id: str, value: str,  # noqa: ANN001
+async def _rotate_one(session: AsyncSession, crypto: Crypto, model: _EncryptedModel, name: str, row_id: str, value: str,
                       report: ColumnReport, *, dry_run: bool) -> None:
     if crypto.is_current(value):
         report.current += 1
@@ -106,9 +108,10 @@ async def _rotate_one(session: AsyncSession, crypto: Crypto, model, name: str, r
         return
     column = getattr(model, name)
     # Only if nobody rewrote the value since it was read; updated_at is kept: nothing the owner sees changed.
-    result = await session.execute(update(model).where(model.id == row_id, column == value)
-                                   .values({name: new_value, "updated_at": model.updated_at})
-                                   .execution_options(synchronize_session=False))
+    result = cast(CursorResult[Any], await session.execute(
+        update(model).where(model.id == row_id, column == value)
+        .values({name: new_value, "updated_at": model.updated_at})
+        .execution_options(synchronize_session=False)))
     if result.rowcount == 1:
         report.rotated += 1
     else:

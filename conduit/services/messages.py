@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from conduit.clock import new_id, now
-from conduit.db import sqlite_hot
-from conduit.db.models import DeliveryJob, DeliveryLog, Message
-from conduit.delivery import notify, queue
+from conduit.storage.interfaces import JobQueue, MessageRow, new_job
+from conduit.storage.models import DeliveryLog
 
 
 @dataclass(frozen=True)
@@ -30,32 +30,43 @@ class Receipt:
     tls: bool
     auth_user: str | None
     auth_results: dict[str, Any] = field(default_factory=dict)
+    spam: dict[str, Any] | None = None  # rspamd's verdict (the payload's "spam"); None: not checked
+    subject: str = ""  # the decoded Subject header (conduit.mail.subject), for the Messages API's filter
 
 
 @dataclass(frozen=True)
 class Incoming:
-    """One message to store: ``targets`` maps webhook id -> recipient (several recipients reaching
-    one webhook make one delivery); ``rejected`` lists (webhook id, reason) refused at DATA."""
+    """One message to store: ``targets`` maps webhook id -> the recipients routed to it (several
+    recipients reaching one webhook make one delivery, whose envelope lists them, and only them);
+    ``rejected`` lists (webhook id, reason) refused at DATA. ``received_at``: when it is stored
+    (None: the commit's time; a synchronous delivery sets it, to render the payload itself)."""
 
     receipt: Receipt
     raw: bytes
-    targets: dict[str, str]
+    targets: dict[str, list[str]]
     rejected: list[tuple[str, str]] = field(default_factory=list)
     id: str = field(default_factory=lambda: new_id("msg"))
+    received_at: datetime | None = None
 
 
-def accept_batch(session: Session, batch: Sequence[Incoming]) -> None:
-    """Insert the messages, their jobs and their DATA-time rejections (bulk inserts; messages
-    first, for the jobs' foreign keys), in the group commit's transaction."""
+def accept_batch(queue: JobQueue, session: Session, batch: Sequence[Incoming]) -> None:
+    """Store the messages, their jobs and their DATA-time rejections, in the group commit's
+    transaction."""
     at = now()
-    jobs = [queue.new_job(item.id, webhook_id, rcpt, at) for item in batch for webhook_id, rcpt in item.targets.items()]
+    jobs = [new_job(item.id, webhook_id, recipients, at)
+            for item in batch for webhook_id, recipients in item.targets.items()]
     rejections = [_rejection_row(webhook_id, item.receipt.mail_from, reason, item.id, at)
                   for item in batch for webhook_id, reason in item.rejected]
-    sqlite_hot.insert_many(session, Message.__table__, [_message_row(item, at) for item in batch])
-    sqlite_hot.insert_many(session, DeliveryJob.__table__, jobs)
-    sqlite_hot.insert_many(session, DeliveryLog.__table__, rejections)
-    if jobs:
-        notify.announce(session)
+    queue.accept(session, messages=[_message_row(item, item.received_at or at) for item in batch], jobs=jobs,
+                 logs=rejections)
+
+
+def stored_row(item: Incoming) -> MessageRow:
+    """The message as ``accept_batch`` stores it (and a worker's claim reads it back); ``item``
+    has its ``received_at``."""
+    assert item.received_at is not None, "the time it is stored with is known"
+    row = _message_row(item, item.received_at)
+    return MessageRow(**{name: row[name] for name in MessageRow._fields})
 
 
 def record_rejection(session: AsyncSession, *, webhook_id: str, sender: str, reason: str) -> None:
@@ -67,7 +78,8 @@ def _message_row(item: Incoming, at: Any) -> dict[str, Any]:
     r = item.receipt
     return {"id": item.id, "received_at": at, "mail_from": r.mail_from, "rcpt_to": r.rcpt_to,
             "remote_ip": r.remote_ip, "helo": r.helo, "tls": r.tls, "auth_user": r.auth_user,
-            "size": len(item.raw), "auth_results": r.auth_results, "raw": item.raw}
+            "size": len(item.raw), "auth_results": r.auth_results, "spam": r.spam, "raw": item.raw,
+            "subject": r.subject}
 
 
 def _rejection_row(webhook_id: str, sender: str, reason: str, message_id: str, at: Any) -> dict[str, Any]:

@@ -7,7 +7,9 @@ without a policy.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -15,14 +17,25 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conduit.clock import is_id, new_id
-from conduit.db.models import Account, SmtpPolicy
+from conduit.crypto import hash_password, verify_password
 from conduit.errors import Invalid, NotFound
 from conduit.net.addresses import IPNetwork, parse_ip_list
-from conduit.services import audit
-from conduit.services.crypto import hash_password
-from conduit.services.policy_rules import PolicyRules, parse_domain_list, parse_smtp_credentials
+from conduit.services import audit, throttle
+from conduit.services.policy_rules import (
+    SPAM_ACTIONS,
+    PolicyRules,
+    parse_domain_list,
+    parse_smtp_credentials,
+)
+from conduit.storage.models import Account, SmtpPolicy
 
 MASK = "********"
+
+# SMTP AUTH guessing: failures are counted in the database, so every SMTP node shares the counts.
+# Over a limit, AUTH is answered 454 (try later) without checking the password, even a right one.
+SMTP_AUTH_PER_LOGIN = throttle.Limit(10, timedelta(minutes=15))
+SMTP_AUTH_PER_IP = throttle.Limit(30, timedelta(minutes=15))
+SMTP_AUTH_FAILURES_PER_SESSION = 3  # then the session is closed with 421
 
 
 @dataclass(frozen=True)
@@ -55,7 +68,7 @@ def _name(value: Any) -> str:
     return name
 
 
-async def _apply(session: AsyncSession, policy: SmtpPolicy, changes: dict[str, Any]) -> str | None:
+async def _apply(policy: SmtpPolicy, changes: dict[str, Any]) -> str | None:
     """Validate and set the given fields; returns the new SMTP password if one was set."""
     revealed = None
     if "name" in changes:
@@ -75,6 +88,14 @@ async def _apply(session: AsyncSession, policy: SmtpPolicy, changes: dict[str, A
     for flag in ("require_smtp_auth", "require_spf", "require_dkim"):
         if flag in changes and changes[flag] is not None:
             setattr(policy, flag, bool(changes[flag]))
+    if "spam_action" in changes and changes["spam_action"] is not None:
+        if changes["spam_action"] not in SPAM_ACTIONS:
+            raise Invalid("spam_action must be 'deliver' or 'reject'", field="spam_action")
+        policy.spam_action = changes["spam_action"]
+    if changes.get("clear_spam_threshold"):
+        policy.spam_threshold = None
+    elif changes.get("spam_threshold") is not None:
+        policy.spam_threshold = _spam_threshold(changes["spam_threshold"])
     if "smtp_credentials" in changes:
         value = changes["smtp_credentials"] or ""
         if value:
@@ -92,12 +113,20 @@ async def _apply(session: AsyncSession, policy: SmtpPolicy, changes: dict[str, A
     return revealed
 
 
+def _spam_threshold(value: Any) -> float:
+    """An rspamd score: a finite number (rspamd's scores are small; its default reject is 15)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+            or not -1000 <= value <= 1000:
+        raise Invalid("spam_threshold must be a score between -1000 and 1000", field="spam_threshold")
+    return float(value)
+
+
 async def create(session: AsyncSession, account: Account, *, fields: dict[str, Any], ip: str) -> PolicyView:
     policy = SmtpPolicy(id=new_id("pol"), account_id=account.id, name=_name(fields.get("name")),
                         allowed_source_ips="", allowed_spf_domains="", allowed_dkim_domains="",
                         require_smtp_auth=False, require_spf=False, require_dkim=False,
-                        smtp_username="", smtp_password_hash="")
-    revealed = await _apply(session, policy, fields)
+                        smtp_username="", smtp_password_hash="", spam_action="deliver", spam_threshold=None)
+    revealed = await _apply(policy, fields)
     await _save(session, policy)
     audit.record(session, account.id, "smtp_policy.created", ip=ip, policy_id=policy.id, name=policy.name)
     return PolicyView(policy, revealed)
@@ -107,7 +136,7 @@ async def update(session: AsyncSession, account: Account, policy_id: str, *, cha
                  ip: str) -> PolicyView:
     """Partial update: only the fields present in ``changes`` change."""
     policy = await get(session, account, policy_id)
-    revealed = await _apply(session, policy, changes)
+    revealed = await _apply(policy, changes)
     await _save(session, policy)
     audit.record(session, account.id, "smtp_policy.updated", ip=ip, policy_id=policy.id,
                  fields=sorted(changes))
@@ -160,4 +189,45 @@ def rules_of(policy: SmtpPolicy) -> PolicyRules:
         require_smtp_auth=policy.require_smtp_auth, smtp_username=policy.smtp_username or None,
         allowed_source_ips=policy.allowed_source_ips, require_spf=policy.require_spf,
         allowed_spf_domains=policy.allowed_spf_domains, require_dkim=policy.require_dkim,
-        allowed_dkim_domains=policy.allowed_dkim_domains)
+        allowed_dkim_domains=policy.allowed_dkim_domains, spam_action=policy.spam_action or "deliver",
+        spam_threshold=policy.spam_threshold)
+
+
+@dataclass(frozen=True)
+class SmtpAuthOutcome:
+    """What SMTP AUTH credentials opened: the IDs of the policies whose credentials they are
+    (none: refused), or nothing because the client or the login is throttled."""
+
+    policies: frozenset[str]
+    throttled: bool = False
+
+
+async def authenticate_smtp(session: AsyncSession, login: str, password: str, *, ip: str) -> SmtpAuthOutcome:
+    """SMTP AUTH: throttled per client IP and per login (a failure counts for both), else the
+    policies these credentials open. An unknown login costs the same Argon2 verification as a
+    known one, so the answer's timing does not tell them apart."""
+    ip_key, login_key = f"smtp-auth:ip:{ip}", f"smtp-auth:login:{login}"
+    by_ip = await throttle.try_reserve(session, [ip_key], SMTP_AUTH_PER_IP)
+    if isinstance(by_ip, int):
+        return SmtpAuthOutcome(policies=frozenset(), throttled=True)
+    by_login = await throttle.try_reserve(session, [login_key], SMTP_AUTH_PER_LOGIN)
+    if isinstance(by_login, int):
+        await throttle.release(session, by_ip)
+        return SmtpAuthOutcome(policies=frozenset(), throttled=True)
+    opened = await opened_by_credentials(session, login, password)
+    if opened:  # only failures count
+        await throttle.release(session, by_ip)
+        await throttle.release(session, by_login)
+    return SmtpAuthOutcome(policies=frozenset(opened))
+
+
+async def opened_by_credentials(session: AsyncSession, login: str, password: str) -> list[str]:
+    """IDs of the policies whose SMTP credentials are login:password. At least one Argon2
+    verification whatever the login: against a dummy hash when no policy has it."""
+    candidates = (await session.execute(select(SmtpPolicy.id, SmtpPolicy.smtp_password_hash)
+                                        .where(SmtpPolicy.smtp_username == login, SmtpPolicy.smtp_username != "",
+                                               SmtpPolicy.smtp_password_hash != ""))).all()
+    if not candidates:
+        await verify_password(None, password)
+        return []
+    return [policy_id for policy_id, password_hash in candidates if await verify_password(password_hash, password)]

@@ -8,13 +8,20 @@ required check needs but the facts lack is a refusal: policies fail closed.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from conduit.mail.authentication import DkimResult
 from conduit.net.addresses import IPNetwork, ip_allowed, parse_ip_list
-from conduit.services.domain_names import normalize_domain_name
+from conduit.net.domain_names import normalize_domain_name
+from conduit.net.rspamd import SpamVerdict
+
+SPAM_ACTIONS = ("deliver", "reject")
+TEMPORARY_SPAM_ACTIONS = frozenset({"soft reject", "greylist"})  # rspamd's: try again later
 
 MAX_USERNAME = 64
+MIN_PASSWORD = 12  # the password is all that guards the relay: no throttle, and it is typed by machines
 MAX_PASSWORD = 256
 
 
@@ -33,7 +40,7 @@ def parse_smtp_credentials(value: str) -> tuple[str, str]:
     """Split ``username:password`` at the first colon (so the password may contain colons).
 
     The username: 1-64 characters, no whitespace, colon or control characters. The
-    password: 1-256 characters without control characters (NUL would break AUTH PLAIN).
+    password: 12-256 characters without control characters (NUL would break AUTH PLAIN).
     Error messages never repeat the password.
     """
     if not isinstance(value, str) or ":" not in value:
@@ -47,19 +54,13 @@ def parse_smtp_credentials(value: str) -> tuple[str, str]:
         raise ValueError(f"smtp_credentials: the username {username!r} must not contain spaces or control characters")
     if not password:
         raise ValueError("smtp_credentials: the password (after the first colon) is empty")
+    if len(password) < MIN_PASSWORD:
+        raise ValueError(f"smtp_credentials: the password must be at least {MIN_PASSWORD} characters long")
     if len(password) > MAX_PASSWORD:
         raise ValueError(f"smtp_credentials: the password is longer than {MAX_PASSWORD} characters")
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in password):
         raise ValueError("smtp_credentials: the password must not contain control characters")
     return username, password
-
-
-@dataclass(frozen=True)
-class DkimResult:
-    """One DKIM signature of a message: its ``d=`` domain and whether it verified."""
-
-    domain: str
-    valid: bool
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ class PolicyRules:
     allowed_spf_domains: tuple[str, ...] = ()
     require_dkim: bool = False
     allowed_dkim_domains: tuple[str, ...] = ()
+    spam_action: str = "deliver"  # deliver: pass rspamd's verdict on; reject: refuse what rspamd refuses
+    spam_threshold: float | None = None  # with reject: a score at or above this is refused (rspamd's own is not)
 
     @classmethod
     def from_stored(
@@ -97,6 +100,8 @@ class PolicyRules:
         allowed_spf_domains: str | None = None,
         require_dkim: bool = False,
         allowed_dkim_domains: str | None = None,
+        spam_action: str = "deliver",
+        spam_threshold: float | None = None,
     ) -> PolicyRules:
         """Build from the policy's stored columns (list fields are the API's strings)."""
         return cls(
@@ -107,6 +112,8 @@ class PolicyRules:
             allowed_spf_domains=tuple(parse_domain_list(allowed_spf_domains)),
             require_dkim=require_dkim,
             allowed_dkim_domains=tuple(parse_domain_list(allowed_dkim_domains)),
+            spam_action=spam_action,
+            spam_threshold=spam_threshold,
         )
 
 
@@ -122,6 +129,11 @@ class PolicyDecision:
     enhanced: str | None = None
     reply_text: str | None = None
     reason: str | None = None
+
+    @property
+    def temporary(self) -> bool:
+        """A 4xx refusal: the sending server keeps the message and tries again."""
+        return not self.accepted and self.reply_code is not None and 400 <= self.reply_code < 500
 
     @property
     def smtp_reply(self) -> str | None:
@@ -143,6 +155,7 @@ def evaluate(rules: PolicyRules, facts: SmtpFacts, *, stage: Literal["rcpt", "da
     """Apply ``rules`` to ``facts``: at ``rcpt`` source IP, then SMTP AUTH, then SPF;
     at ``data`` DKIM (signatures are only known once the message has arrived).
     The first failing check decides."""
+    checks: tuple[Callable[[PolicyRules, SmtpFacts], PolicyDecision | None], ...]
     if stage == "rcpt":
         checks = (_check_source_ip, _check_auth, _check_spf)
     elif stage == "data":
@@ -250,6 +263,29 @@ def _check_dkim(rules: PolicyRules, facts: SmtpFacts) -> PolicyDecision | None:
             f"valid DKIM signatures are from {domains}, none of which is among the allowed DKIM domains",
         )
     return None
+
+
+def judge_spam(rules: PolicyRules, verdict: SpamVerdict) -> PolicyDecision:
+    """rspamd's verdict under the policy. ``deliver`` takes every message (the verdict goes to
+    the webhook); ``reject`` refuses rspamd's ``reject`` with 550 5.7.1 and defers its ``soft
+    reject`` and ``greylist`` with 451 4.7.1. A ``spam_threshold`` replaces rspamd's reject
+    score: a score at or above it is refused, rspamd's ``reject`` below it is not. A message
+    rspamd could not check is not refused here (the fail mode, CONDUIT_RSPAMD_FAIL, decides)."""
+    if rules.spam_action != "reject" or not verdict.checked or verdict.score is None:
+        return ACCEPT
+    scored = f"rspamd scored the message {verdict.score:g} (action '{verdict.action}')"
+    if rules.spam_threshold is not None:
+        rejected = verdict.score >= rules.spam_threshold
+        why = f"{scored}, at or above the policy's spam_threshold of {rules.spam_threshold:g}"
+    else:
+        rejected = verdict.action == "reject"
+        why = f"{scored}; the policy refuses what rspamd rejects"
+    if rejected:
+        return _refuse("spam", 550, "5.7.1", "Message refused as spam", why)
+    if verdict.action in TEMPORARY_SPAM_ACTIONS:
+        return _refuse("spam", 451, "4.7.1", "Message deferred by the spam filter, try again later",
+                       f"{scored}; the policy defers what rspamd defers")
+    return ACCEPT
 
 
 def _domain_allowed(domain: str | None, allowed: tuple[str, ...]) -> bool:

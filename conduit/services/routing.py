@@ -1,4 +1,6 @@
-"""Which webhook receives mail for a recipient address: exact, then plus-base, then catch-all."""
+"""Which webhook receives mail for a recipient address: the address without its plus tag, then the
+domain's catch-all. A webhook's address never has a plus (conduit/services/webhook_rules.py), so
+``box+tag@`` is never looked up as it is."""
 
 from __future__ import annotations
 
@@ -7,10 +9,10 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conduit.db.models import SmtpPolicy, Webhook
+from conduit.mail.addresses import CATCH_ALL, split_plus
 from conduit.services import policies
 from conduit.services.policy_rules import PolicyRules
-from conduit.services.webhook_rules import CATCH_ALL, split_plus
+from conduit.storage.models import Account, SmtpPolicy, Webhook
 
 
 @dataclass(frozen=True)
@@ -19,9 +21,11 @@ class Route:
     object, so that one Route can be cached and shared by sessions (conduit/services/route_cache.py)."""
 
     webhook_id: str
+    account_id: str
     active: bool
     policy_id: str | None
     rules: PolicyRules  # the policy's, or the default that accepts everything
+    synchronous: bool = False  # delivery_mode "synchronous": the receiver's answer is the DATA reply
 
 
 def normalized(address: str) -> str:
@@ -31,12 +35,8 @@ def normalized(address: str) -> str:
 def candidates(address: str) -> list[str]:
     """Addresses to try, in order, for a recipient (already lower-case)."""
     local, _, domain = address.rpartition("@")
-    base, tag = split_plus(local)
-    tried = [address]
-    if tag is not None:
-        tried.append(f"{base}@{domain}")
-    tried.append(f"{CATCH_ALL}@{domain}")
-    return tried
+    base, _ = split_plus(local)
+    return [f"{base}@{domain}", f"{CATCH_ALL}@{domain}"]
 
 
 async def route(session: AsyncSession, address: str) -> Route | None:
@@ -45,11 +45,15 @@ async def route(session: AsyncSession, address: str) -> Route | None:
         return None
     order = candidates(address)
     rows = (await session.execute(
-        select(Webhook.address, Webhook.id, Webhook.active, SmtpPolicy)
+        select(Webhook.address, Webhook.id, Webhook.account_id, Webhook.active, SmtpPolicy, Account.disabled_at,
+               Webhook.delivery_mode)
+        .join(Account, Account.id == Webhook.account_id)
         .outerjoin(SmtpPolicy, SmtpPolicy.id == Webhook.smtp_security_policy_id)
         .where(Webhook.address.in_(order)))).all()
     if not rows:
         return None
-    _, webhook_id, active, policy = min(rows, key=lambda row: order.index(row[0]))
-    return Route(webhook_id=webhook_id, active=active, policy_id=policy.id if policy else None,
-                 rules=policies.rules_of(policy) if policy else PolicyRules())
+    _, webhook_id, account_id, active, policy, disabled_at, mode = min(rows, key=lambda row: order.index(row[0]))
+    # A disabled account's webhooks take no mail: RCPT answers them as inactive (550 5.2.1).
+    return Route(webhook_id=webhook_id, account_id=account_id, active=active and disabled_at is None,
+                 policy_id=policy.id if policy else None, rules=policies.rules_of(policy) if policy else PolicyRules(),
+                 synchronous=mode == "synchronous")

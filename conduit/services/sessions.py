@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conduit.clock import new_id, now
 from conduit.config import Settings
-from conduit.db.models import Account, OneTimeToken, RefreshToken
+from conduit.crypto import Crypto, hash_token, random_token, verify_password
 from conduit.errors import AuthFailed, Invalid, Unauthorized
 from conduit.services import access_tokens, accounts, audit, throttle, two_factor
-from conduit.services.crypto import Crypto, hash_token, random_token, verify_password
+from conduit.storage.models import Account, OneTimeToken, RefreshToken
 
 CHALLENGE_TTL = timedelta(minutes=5)
 CHALLENGE = "totp_challenge"
@@ -55,16 +56,17 @@ async def sign_in(session: AsyncSession, *, email: str, password: str, ip: str, 
     except Invalid:
         email = email.strip().lower()
     keys = [f"signin:email:{email}", f"signin:ip:{ip}"]
-    await throttle.check(session, keys, throttle.SIGN_IN, what="failed sign-ins")
+    attempt = await throttle.reserve(session, keys, throttle.SIGN_IN, what="failed sign-ins")
     account = await accounts.find_by_email(session, email)
     if len(password) > accounts.PASSWORD_MAX:
         password = ""  # no account has such a password; don't spend Argon2 on megabytes
     if not await verify_password(account.password_hash if account else None, password):
-        await throttle.count(session, keys)
         if account:
             audit.record(session, account.id, "session.sign_in_failed", ip=ip)
         raise AuthFailed(BAD_CREDENTIALS, code="invalid_credentials")
     assert account is not None
+    accounts.ensure_enabled(account)
+    await throttle.release(session, attempt)
     if account.totp_enabled:
         token = random_token("ctc_")
         session.add(OneTimeToken(id=new_id("ott"), account_id=account.id, purpose=CHALLENGE,
@@ -83,6 +85,7 @@ async def complete_totp(session: AsyncSession, *, totp_token: str, code: str, ip
         raise Unauthorized("the TOTP challenge token is invalid, used or expired", code="invalid_totp_token")
     account = await session.get_one(Account, challenge.account_id)
     await two_factor.verify_code(session, account, code, ip=ip, crypto=crypto)
+    accounts.ensure_enabled(account)
     challenge.used_at = now()
     audit.record(session, account.id, "session.sign_in", ip=ip, second_factor=True)
     return await open_session(session, account, settings=settings, crypto=crypto)
@@ -104,8 +107,8 @@ async def refresh(session: AsyncSession, *, refresh_token: str, ip: str, setting
         raise AuthFailed("refresh token was already used; the session has been revoked",
                          code="refresh_token_reused")
     # Conditional update: of two concurrent refreshes with one token, only one rotates it.
-    rotated = await session.execute(update(RefreshToken).where(
-        RefreshToken.id == row.id, RefreshToken.rotated_at.is_(None)).values(rotated_at=now()))
+    rotated = cast(CursorResult[Any], await session.execute(update(RefreshToken).where(
+        RefreshToken.id == row.id, RefreshToken.rotated_at.is_(None)).values(rotated_at=now())))
     if rotated.rowcount != 1:
         raise Unauthorized("refresh token was already used", code="invalid_refresh_token")
     account = await session.get_one(Account, row.account_id)

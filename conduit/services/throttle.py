@@ -1,8 +1,11 @@
 """Sliding-window throttling of authentication attempts, counted in the database.
 
-A key is what is being limited ("signin:email:a@b.c", "signin:ip:192.0.2.1", ...). Once a key
-has ``limit`` counted attempts in the window, further attempts get Throttled with the
-number of seconds until the oldest of them leaves the window.
+A key is what is being limited ("signin:email:a@b.c", "signin:ip:192.0.2.1", ...). An attempt
+is counted under its keys *before* it is evaluated (``reserve``), in one atomic step with the
+check, so concurrent attempts cannot all slip under the limit; a successful attempt is then
+uncounted (``release``), so only failures count. Once a key has ``limit`` counted attempts in
+the window, further attempts get Throttled with the number of seconds until the oldest of them
+leaves the window.
 """
 
 from __future__ import annotations
@@ -11,12 +14,13 @@ import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conduit.clock import new_id, now
-from conduit.db.models import AuthAttempt
+from conduit.clock import now
 from conduit.errors import Throttled
+from conduit.storage import throttle_store
+
+Reservation = throttle_store.Reserved
 
 
 @dataclass(frozen=True)
@@ -39,36 +43,29 @@ def _stored(key: str) -> str:
     return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-async def retry_after(session: AsyncSession, keys: list[str], rule: Limit) -> int | None:
-    """Seconds to wait if any key is over its limit, else None."""
-    since = now() - rule.window
-    worst: int | None = None
-    for key in map(_stored, keys):
-        attempts = await session.scalar(
-            select(func.count()).where(AuthAttempt.key == key, AuthAttempt.created_at > since)
-        )
-        if attempts >= rule.limit:
-            # The key is free again once its limit-th newest attempt leaves the window.
-            oldest_at = (await session.scalars(
-                select(AuthAttempt.created_at).where(AuthAttempt.key == key, AuthAttempt.created_at > since)
-                .order_by(AuthAttempt.created_at.desc()).offset(rule.limit - 1).limit(1)
-            )).one()
-            wait = int((oldest_at + rule.window - now()).total_seconds()) + 1
-            worst = max(worst or 0, wait)
-    return worst
+async def try_reserve(session: AsyncSession, keys: list[str], rule: Limit) -> Reservation | int:
+    """Count one attempt under every key: its reservation, or the seconds to wait when any key is
+    at its limit (then nothing is counted)."""
+    outcome = await throttle_store.reserve(session, [_stored(key) for key in keys], limit=rule.limit,
+                                           window=rule.window)
+    return outcome.retry_after if isinstance(outcome, throttle_store.Refused) else outcome
 
 
-async def check(session: AsyncSession, keys: list[str], rule: Limit, *, what: str) -> None:
-    """Raise Throttled when any key is over the limit."""
-    wait = await retry_after(session, keys, rule)
-    if wait is not None:
-        raise Throttled(f"Too many {what}; try again in {wait} seconds.", retry_after=wait)
+async def reserve(session: AsyncSession, keys: list[str], rule: Limit, *, what: str) -> Reservation:
+    """Count one attempt under every key, or raise Throttled when any key is at its limit.
+
+    The attempt stays counted, as a failure, unless it is released.
+    """
+    outcome = await try_reserve(session, keys, rule)
+    if isinstance(outcome, int):
+        raise Throttled(f"Too many {what}; try again in {outcome} seconds.", retry_after=outcome)
+    return outcome
 
 
-async def count(session: AsyncSession, keys: list[str]) -> None:
-    at = now()
-    session.add_all(AuthAttempt(id=new_id("att"), key=_stored(key), created_at=at) for key in keys)
+async def release(session: AsyncSession, reservation: Reservation) -> None:
+    """The attempt succeeded: it no longer counts."""
+    await throttle_store.release(session, reservation)
 
 
 async def purge(session: AsyncSession, *, older_than: timedelta) -> None:
-    await session.execute(delete(AuthAttempt).where(AuthAttempt.created_at < now() - older_than))
+    await throttle_store.purge(session, before=now() - older_than)

@@ -6,17 +6,18 @@ import base64
 import hmac
 import io
 import secrets
+from typing import Any, cast
 
 import pyotp
 import segno
-from sqlalchemy import delete, update
+from sqlalchemy import CursorResult, delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conduit.clock import new_id, now
-from conduit.db.models import Account, OneTimeToken
+from conduit.crypto import Crypto, hash_token
 from conduit.errors import AuthFailed, Conflict, Invalid
 from conduit.services import audit, throttle
-from conduit.services.crypto import Crypto, hash_token
+from conduit.storage.models import Account, OneTimeToken
 
 ISSUER = "Conduit"
 BACKUP = "backup_code"
@@ -102,16 +103,23 @@ async def verify_code(session: AsyncSession, account: Account, code: str, *, ip:
     Wrong codes are counted per account and per IP; past the limit, Throttled.
     """
     keys = [f"totp:account:{account.id}", f"totp:ip:{ip}"]
-    await throttle.check(session, keys, throttle.TOTP, what="wrong two-factor codes")
+    attempt = await throttle.reserve(session, keys, throttle.TOTP, what="wrong two-factor codes")
     code = code.strip()
-    if code.isdigit() and len(code) == 6:
+    if _looks_like_totp(code):
         ok = await _accept_totp(session, account, code, crypto)
     else:
         ok = allow_backup and await _consume_backup_code(session, account, code)
     if not ok:
-        await throttle.count(session, keys)
         audit.record(session, account.id, "2fa.code_rejected", ip=ip)
         raise AuthFailed("the two-factor code is wrong or was already used", code="invalid_totp_code")
+    await throttle.release(session, attempt)
+
+
+def _looks_like_totp(code: str) -> bool:
+    """Six ASCII digits. str.isdigit() alone also takes other scripts' digits ("١٢٣٤٥٦",
+    full-width, superscripts), which no authenticator sends and hmac.compare_digest refuses to
+    compare (non-ASCII str): such a code is simply a wrong one."""
+    return len(code) == 6 and code.isascii() and code.isdigit()
 
 
 async def _accept_totp(session: AsyncSession, account: Account, code: str, crypto: Crypto) -> bool:
@@ -124,9 +132,9 @@ async def _accept_totp(session: AsyncSession, account: Account, code: str, crypt
             if step <= account.totp_last_step:
                 return False  # replay of a code already used
             # Conditional update so two concurrent requests cannot both use the step.
-            result = await session.execute(update(Account).where(
+            result = cast(CursorResult[Any], await session.execute(update(Account).where(
                 Account.id == account.id, Account.totp_last_step < step).values(totp_last_step=step)
-                .execution_options(synchronize_session=False))
+                .execution_options(synchronize_session=False)))
             if result.rowcount != 1:
                 return False
             account.totp_last_step = step
@@ -135,8 +143,8 @@ async def _accept_totp(session: AsyncSession, account: Account, code: str, crypt
 
 
 async def _consume_backup_code(session: AsyncSession, account: Account, code: str) -> bool:
-    result = await session.execute(update(OneTimeToken).where(
+    result = cast(CursorResult[Any], await session.execute(update(OneTimeToken).where(
         OneTimeToken.account_id == account.id, OneTimeToken.purpose == BACKUP,
         OneTimeToken.token_hash == hash_token(_normalize_backup_code(code)),
-        OneTimeToken.used_at.is_(None)).values(used_at=now()))
+        OneTimeToken.used_at.is_(None)).values(used_at=now())))
     return result.rowcount == 1

@@ -16,16 +16,16 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import idna
 
+from conduit.mail.addresses import CATCH_ALL
 from conduit.net.addresses import parse_host_ip
-from conduit.services.domain_names import normalize_domain_name
+from conduit.net.domain_names import normalize_domain_name
 
-CATCH_ALL = "*"
 MAX_LOCAL_PART = 64
 MAX_URL_LENGTH = 2048
 MAX_HEADERS = 20
 MAX_HEADER_NAME = 64
 MAX_HEADER_VALUE = 1024
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 
 # RFC 5321 atext without "+" (plus-tags route to the base address) and "*" (catch-all marker).
 _ATOM = r"[a-z0-9!#$%&'/=?^_`{|}~-]+"
@@ -96,18 +96,6 @@ def parse_webhook_address(address: str) -> WebhookAddress:
             f"separated by single dots"
         )
     return WebhookAddress(local=local, domain=domain, is_catch_all=False)
-
-
-def split_plus(local: str) -> tuple[str, str | None]:
-    """Split a recipient's local part at the first ``+``: ``("name", "tag")`` for ``name+tag``.
-
-    A local part starting with ``+`` has no base, so it is returned whole with no tag.
-    Case is left alone; callers lower-case before matching.
-    """
-    base, plus, tag = local.partition("+")
-    if not plus or not base:
-        return local, None
-    return base, tag
 
 
 def validate_target_url(url: str) -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import dns.asyncresolver
 from sqlalchemy import select
@@ -11,13 +13,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conduit.clock import is_id, new_id
-from conduit.db.models import Account, DeliveryJob, DeliveryLog, Message, SmtpPolicy, Webhook
-from conduit.delivery import notify, queue
-from conduit.delivery.templates import compile_template
-from conduit.errors import Conflict, Invalid, NotFound
+from conduit.crypto import Crypto
+from conduit.errors import Conflict, Invalid, NotFound, Throttled
+from conduit.isolation import RendererBusy, RenderPool, check_template
 from conduit.net.targets import public_addresses
 from conduit.services import audit, domains
-from conduit.services.crypto import Crypto
 from conduit.services.webhook_rules import (
     generate_webhook_secret,
     parse_webhook_address,
@@ -25,8 +25,16 @@ from conduit.services.webhook_rules import (
     validate_secret,
     validate_target_url,
 )
+from conduit.storage.interfaces import JobQueue
+from conduit.storage.models import Account, DeliveryLog, Message, SmtpPolicy, Webhook
+
+V = TypeVar("V")
+R = TypeVar("R")
 
 MAX_RATE_LIMIT = 1_000_000
+DELIVERY_MODES = ("queued", "synchronous")
+SYNC_TIMEOUT_MS = (1_000, 60_000)  # a synchronous delivery's bounds: the sender waits this long for its reply
+DEFAULT_SYNC_TIMEOUT_MS = 10_000
 MAX_LOG_OFFSET = 2**62  # OFFSET is a 64-bit integer in both databases: a page beyond it is simply empty
 
 
@@ -38,9 +46,10 @@ class WebhookContext:
     resolver: dns.asyncresolver.Resolver
     allow_private_targets: bool
     public_domains: tuple[str, ...]
+    renders: RenderPool  # templates are compiled there: compiling a hostile one takes time and memory
 
 
-def _field(field: str, check, value):  # noqa: ANN001, ANN202 - tiny adapter: ValueError -> 422 naming the field
+def _field(field: str, check: Callable[[V], R], value: V) -> R:
     try:
         return check(value)
     except ValueError as exc:
@@ -71,7 +80,7 @@ async def _apply(session: AsyncSession, account: Account, webhook: Webhook, chan
     if "payload_template" in changes:
         template = changes["payload_template"] or None
         if template is not None:
-            _field("payload_template", compile_template, template)
+            await _check_template(ctx, account, template)
         webhook.payload_template = template
     if "rate_limit" in changes and changes["rate_limit"] is not None:
         if not 0 <= changes["rate_limit"] <= MAX_RATE_LIMIT:
@@ -80,6 +89,15 @@ async def _apply(session: AsyncSession, account: Account, webhook: Webhook, chan
         webhook.rate_limit = changes["rate_limit"]
     if "active" in changes and changes["active"] is not None:
         webhook.active = bool(changes["active"])
+    if "delivery_mode" in changes and changes["delivery_mode"] is not None:
+        if changes["delivery_mode"] not in DELIVERY_MODES:
+            raise Invalid("delivery_mode must be queued or synchronous", field="delivery_mode")
+        webhook.delivery_mode = changes["delivery_mode"]
+    if "sync_timeout_ms" in changes and changes["sync_timeout_ms"] is not None:
+        low, high = SYNC_TIMEOUT_MS
+        if not low <= changes["sync_timeout_ms"] <= high:
+            raise Invalid(f"sync_timeout_ms must be {low} to {high} milliseconds", field="sync_timeout_ms")
+        webhook.sync_timeout_ms = changes["sync_timeout_ms"]
     if changes.get("clear_security_policy"):
         webhook.smtp_security_policy_id = None
     elif changes.get("smtp_security_policy_id"):
@@ -90,6 +108,15 @@ async def _apply(session: AsyncSession, account: Account, webhook: Webhook, chan
                           field="smtp_security_policy_id")
         webhook.smtp_security_policy_id = policy.id
     webhook.name = webhook.name or webhook.address  # no name (or an empty one): the address names it
+
+
+async def _check_template(ctx: WebhookContext, account: Account, template: Any) -> None:
+    try:
+        await check_template(ctx.renders, template, key=account.id)
+    except ValueError as exc:
+        raise Invalid(str(exc), field="payload_template") from None
+    except RendererBusy as exc:
+        raise Throttled(str(exc), retry_after=math.ceil(ctx.renders.timeout)) from None
 
 
 async def _set_address(session: AsyncSession, account: Account, webhook: Webhook, value: Any,
@@ -127,7 +154,8 @@ async def create(session: AsyncSession, account: Account, *, fields: dict[str, A
         if not fields.get(required):
             raise Invalid(f"{required} is required", field=required)
     webhook = Webhook(id=new_id("whk"), account_id=account.id, name="", custom_headers={}, payload_template=None,
-                      rate_limit=0, active=True, smtp_security_policy_id=None,
+                      rate_limit=0, active=True, smtp_security_policy_id=None, delivery_mode="queued",
+                      sync_timeout_ms=DEFAULT_SYNC_TIMEOUT_MS,
                       secret_encrypted=ctx.crypto.encrypt(generate_webhook_secret()))
     await _apply(session, account, webhook, fields, ctx)
     await _save(session, webhook)
@@ -167,18 +195,26 @@ async def delete_webhook(session: AsyncSession, account: Account, webhook_id: st
     audit.record(session, account.id, "webhook.deleted", ip=ip, webhook_id=webhook.id, address=webhook.address)
 
 
+@dataclass(frozen=True)
+class LogPage:
+    """One page of a webhook's delivery log, and whether a page follows it."""
+
+    items: list[DeliveryLog]
+    has_next: bool
+
+
 async def list_logs(session: AsyncSession, account: Account, webhook_id: str, *, page: int, page_size: int,
-                    status: str | None = None) -> list[DeliveryLog]:
+                    status: str | None = None) -> LogPage:
     webhook = await get(session, account, webhook_id)
     offset = (page - 1) * page_size
     if offset >= MAX_LOG_OFFSET:
-        return []
+        return LogPage(items=[], has_next=False)
     query = select(DeliveryLog).where(DeliveryLog.webhook_id == webhook.id)
     if status:
         query = query.where(DeliveryLog.status == status)
-    rows = await session.scalars(query.order_by(DeliveryLog.attempted_at.desc(), DeliveryLog.id.desc())
-                                 .offset(offset).limit(page_size))
-    return list(rows)
+    rows = list(await session.scalars(query.order_by(DeliveryLog.attempted_at.desc(), DeliveryLog.id.desc())
+                                      .offset(offset).limit(page_size + 1)))
+    return LogPage(items=rows[:page_size], has_next=len(rows) > page_size and offset + page_size < MAX_LOG_OFFSET)
 
 
 async def get_log(session: AsyncSession, account: Account, webhook_id: str, log_id: str) -> DeliveryLog:
@@ -190,17 +226,26 @@ async def get_log(session: AsyncSession, account: Account, webhook_id: str, log_
 
 
 
-async def redeliver(session: AsyncSession, account: Account, webhook_id: str, log_id: str) -> DeliveryJob:
-    """Queue the message of a delivery log again for this webhook (404 once the raw message is gone)."""
+@dataclass(frozen=True)
+class Redelivery:
+    job_id: str
+    message_id: str
+
+
+async def redeliver(session: AsyncSession, queue: JobQueue, account: Account, webhook_id: str,
+                    log_id: str) -> Redelivery:
+    """Queue the message of a delivery log again for this webhook, to the recipients it was
+    routed to there (404 once the raw message is gone)."""
     log = await get_log(session, account, webhook_id, log_id)
     message = await session.get(Message, log.smtp_message_id) if log.smtp_message_id else None
     if message is None:
-        raise NotFound("the raw message is no longer stored (see CONDUIT_KEEP_RAW_DAYS)", code="message_gone")
+        raise NotFound("the raw message is no longer stored (see CONDUIT_MESSAGE_RETENTION_DAYS)", code="message_gone")
     webhook = await get(session, account, webhook_id)
     rcpt = next((r for r in message.rcpt_to if r.lower() == webhook.address), message.rcpt_to[0] if message.rcpt_to
                 else webhook.address)
-    (job,) = queue.enqueue(session, message, [(webhook.id, rcpt)])
-    await session.run_sync(notify.announce)
+    recipients = await session.run_sync(queue.recipients_of, message_id=message.id, webhook_id=webhook.id)
+    job_id = await session.run_sync(queue.enqueue, message_id=message.id, webhook_id=webhook.id,
+                                    recipients=recipients or [rcpt])
     audit.record(session, account.id, "webhook.redelivery_queued", webhook_id=webhook.id,
-                 message_id=message.id, job_id=job.id)
-    return job
+                 message_id=message.id, job_id=job_id)
+    return Redelivery(job_id=job_id, message_id=message.id)

@@ -58,7 +58,7 @@ async def test_sigkill_mid_delivery_loses_nothing_and_delivers_once(tmp_path, da
                                   params={"status": "delivered", "page_size": 200})).json()
             return Counter(log["smtp_message_id"] for log in logs)
 
-        for _ in range(300):  # the killed worker's leases expire after delivery_timeout + 5 s
+        for _ in range(300):  # the killed worker's leases expire after CONDUIT_DELIVERY_LEASE
             counts = await delivered_logs()
             if set(counts) >= set(accepted):
                 break

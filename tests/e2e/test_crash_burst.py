@@ -17,8 +17,8 @@ from email.message import EmailMessage
 import aiosmtplib
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from conduit.db.engine import create_engine
 from tests.support.conduit_process import PUBLIC, Conduit, Mailbox
 from tests.support.receiver import Receiver
 
@@ -103,7 +103,7 @@ async def _send_burst(conduit: Conduit) -> Burst:
 
 async def _stored(database_url: str) -> tuple[set[str], int]:
     """Message ids in the database, and how many delivery jobs are still queued."""
-    engine = create_engine(database_url)
+    engine = create_async_engine(database_url)
     try:
         async with engine.connect() as connection:
             ids = set((await connection.scalars(text("SELECT id FROM messages"))).all())

@@ -114,9 +114,9 @@ async def test_mail_during_a_database_outage_gets_451_and_mail_after_it_is_deliv
 @pytest.mark.parametrize("settings_overrides", [{
     "smtp_port": free_port(), "public_domains": PUBLIC, "allow_private_targets": True,
     "inbound_auth_checks": False,
-    # The first retry falls inside the outage; a 2 s HTTP timeout makes a 7 s lease, so a delivery
-    # whose outcome could not be recorded is taken again soon after the database returns.
-    "retry_schedule": "0,3,1,1,1,1", "delivery_timeout": 2}])
+    # The first retry falls inside the outage; a 7 s lease: a delivery whose outcome could not be
+    # recorded is taken again soon after the database returns.
+    "retry_schedule": "0,3,1,1,1,1", "delivery_timeout": 2, "delivery_lease": 7}])
 async def test_mail_accepted_before_an_outage_is_delivered_after_it(settings, database_url, engine, client, alice,
                                                                     receiver):
     webhook = await create_webhook(client, alice, RCPT, receiver.url)

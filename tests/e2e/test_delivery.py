@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import pytest
 from standardwebhooks.webhooks import WebhookVerificationError
 
@@ -160,3 +161,33 @@ async def test_template_error_at_render_time_fails_the_attempt_safely(settings, 
 
 async def _real_logs(client, owner, webhook_id):
     return [log for log in await _logs(client, owner, webhook_id) if not log["simulated"]]
+
+
+async def test_log_pages_link_to_each_other_and_following_next_reaches_the_end(settings, client, alice, receiver):
+    hook = await create_webhook(client, alice, f"box@{PUBLIC}", receiver.url)
+    receiver.reply(Reply(status=503, body="busy"), Reply(status=500, body="broken"))
+    for _ in range(5):
+        response = await client.post(f"/webhooks/{hook['id']}/simulate", headers=alice.headers)
+        assert response.status_code == 200, response.text
+    everything = await _logs(client, alice, hook["id"])
+    assert len(everything) == 5
+
+    url: httpx.URL | None = client.base_url.join(f"webhooks/{hook['id']}/logs?page_size=2")
+    pages = []
+    while url is not None:
+        response = await client.get(url, headers=alice.headers)
+        assert response.status_code == 200, response.text
+        pages.append(response)
+        following = response.links.get("next")
+        url = response.url.join(following["url"]) if following else None  # a reference resolved as RFC 3986 says
+    assert [len(page.json()) for page in pages] == [2, 2, 1]
+    assert [log["id"] for page in pages for log in page.json()] == [log["id"] for log in everything]
+    assert "prev" not in pages[0].links
+    assert pages[1].links["prev"]["url"] == f"/api/v1/webhooks/{hook['id']}/logs?page_size=2&page=1"
+    assert pages[2].links["prev"]["url"] == f"/api/v1/webhooks/{hook['id']}/logs?page_size=2&page=2"
+    failed = [log for log in everything if log["http_status"] >= 500]
+    assert sorted(log["error"] for log in failed) == ["HTTP 500 Internal Server Error: broken",
+                                                      "HTTP 503 Service Unavailable: busy"]
+
+    only = await client.get(f"/webhooks/{hook['id']}/logs", params={"page_size": 50}, headers=alice.headers)
+    assert "link" not in only.headers  # one page: nothing to link to

@@ -4,9 +4,11 @@
 
 from __future__ import annotations
 
+import base64
 import smtplib
 from email.message import EmailMessage
 
+import aiosmtplib
 import pytest
 
 from tests.factories import create_webhook
@@ -177,3 +179,73 @@ async def test_client_error_fails_at_once_and_410_deactivates(settings, client, 
     audit = (await client.get("/accounts/me/audit-log", headers=alice.headers)).json()
     assert "webhook.deactivated" in [entry["action"] for entry in audit]
 
+
+
+def _raw(content_type: str, body: str, *, encoding: str = "8bit", subject: str = "raw") -> bytes:
+    return (f"From: Ann <ann@sender.example>\r\nTo: box@{PUBLIC}\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\n"
+            f"Content-Type: {content_type}\r\nContent-Transfer-Encoding: {encoding}\r\n\r\n{body}\r\n").encode()
+
+
+async def _send_raw(settings, raw: bytes) -> None:
+    await aiosmtplib.send(raw, hostname="127.0.0.1", port=settings.smtp_port, sender="ann@sender.example",
+                          recipients=[f"box@{PUBLIC}"], start_tls=False)
+
+
+async def test_html_only_mail_gets_text_and_reply_text_from_its_html(settings, webhook, receiver):
+    html = ("<html><body><p>Yes, Thursday works for me.</p><p>Ann</p>"
+            "<div>On Mon, 1 Dec 2026 at 10:00, Bob &lt;bob@example.org&gt; wrote:</div>"
+            "<blockquote><p>Can we meet on Thursday?</p></blockquote></body></html>")
+    async with running(settings):
+        await _send_raw(settings, _raw("text/html; charset=utf-8", html, subject="html only"))
+        await _send(settings, _mail(f"box@{PUBLIC}", subject="plain", body="Plain text\n"))
+        requests = await receiver.wait_for(2)
+    payloads = {p["subject"]: p for p in (verify_signature(webhook["secret"], r) for r in requests)}
+    html_only, plain = payloads["html only"], payloads["plain"]
+    assert html_only["html"].startswith("<html>")
+    assert html_only["text_from_html"] is True
+    assert "Yes, Thursday works for me." in html_only["text"]
+    assert "Can we meet on Thursday?" in html_only["text"]
+    assert html_only["reply_text"] == "Yes, Thursday works for me.\n\nAnn"
+    assert (plain["text_from_html"], plain["text"].strip()) == (False, "Plain text")
+
+
+async def test_crlf_in_the_decoded_text_arrives_as_lf(settings, webhook, receiver):
+    encoded = base64.b64encode(b"first line\r\nsecond line\r\nthird\rline\r\n").decode()
+    async with running(settings):
+        await _send_raw(settings, _raw("text/plain; charset=utf-8", encoded, encoding="base64"))
+        (request,) = await receiver.wait_for(1)
+    payload = verify_signature(webhook["secret"], request)
+    assert payload["text"] == "first line\nsecond line\nthird\nline\n"
+    assert payload["reply_text"] == "first line\nsecond line\nthird\nline"
+    assert payload["text_from_html"] is False
+
+
+async def test_a_503_with_a_body_is_logged_with_its_headers_body_and_error(settings, client, alice, webhook,
+                                                                          receiver):
+    body = "maintenance until 10:00\n" + "z" * 3000
+    receiver.reply(Reply(status=503, body=body, headers={"Retry-After": "1", "X-Other": "not kept"}))
+    async with running(settings):
+        await _send(settings, _mail(f"box@{PUBLIC}"))
+        await receiver.wait_for(2)
+        logs = await _eventually(lambda: _attempts(client, alice, webhook["id"], 2))
+    failed = next(log for log in logs if log["http_status"] == 503)
+    assert failed["status"] == "retrying"
+    assert failed["error"] == "HTTP 503 Service Unavailable: maintenance until 10:00"
+    assert failed["response_headers"] == {"Retry-After": "1", "Content-Type": "text/plain; charset=utf-8"}
+    assert failed["response_excerpt"] == body[:1024]
+    delivered = next(log for log in logs if log["http_status"] == 200)
+    assert (delivered["error"], delivered["response_excerpt"]) == ("", "ok")
+
+
+async def test_an_empty_503_still_says_why_it_failed(settings, client, alice, webhook, receiver):
+    receiver.reply(Reply(status=503, body=""))
+    async with running(settings):
+        await _send(settings, _mail(f"box@{PUBLIC}"))
+        await receiver.wait_for(2)
+        logs = await _eventually(lambda: _logs(client, alice, webhook["id"], status="retrying"))
+    assert [log["error"] for log in logs] == ["HTTP 503 Service Unavailable"]
+
+
+async def _attempts(client, owner, webhook_id: str, count: int) -> list[dict] | None:
+    logs = await _logs(client, owner, webhook_id)
+    return logs if len(logs) >= count else None

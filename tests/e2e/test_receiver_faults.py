@@ -8,12 +8,13 @@ import asyncio
 import re
 from collections import Counter
 from collections.abc import AsyncIterator
+from itertools import pairwise
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from conduit.db.models import DeliveryJob, DeliveryLog
+from conduit.storage.models import DeliveryJob, DeliveryLog
 from tests.factories import create_webhook
 from tests.support.conversation import _eventually, _logs, _mail, _send
 from tests.support.pipeline import free_port, running
@@ -28,9 +29,10 @@ BIG_BODY = 10 * 1024 * 1024
 
 
 def _overrides(schedule: str = SCHEDULE) -> dict:
+    # keep_raw_days: a finished job is deleted with its message unless the message is kept
     return {"smtp_port": free_port(), "public_domains": PUBLIC, "allow_private_targets": True,
             "inbound_auth_checks": False, "retry_schedule": schedule, "delivery_timeout": TIMEOUT,
-            "keep_raw_days": 1}  # a finished job is deleted with its message unless the message is kept
+            "delivery_lease": TIMEOUT + 5, "keep_raw_days": 1}
 
 
 @pytest.fixture
@@ -56,7 +58,7 @@ async def _queue(settings, to: str, subject: str = "Hello") -> str:
     return reply.rsplit(" ", 1)[1]
 
 
-async def _rows(engine: AsyncEngine, model, *where) -> list:  # noqa: ANN001 - a mapped class
+async def _rows(engine: AsyncEngine, model, *where) -> list:
     async with AsyncSession(engine) as db:
         return list(await db.scalars(select(model).where(*where)))
 
@@ -67,7 +69,7 @@ async def _attempts(engine: AsyncEngine, message_id: str) -> list[DeliveryLog]:
     return sorted(rows, key=lambda row: row.attempted_at)
 
 
-async def _oldest_first(client, owner, webhook_id: str, count: int) -> list[dict]:  # noqa: ANN001
+async def _oldest_first(client, owner, webhook_id: str, count: int) -> list[dict]:
     """The webhook's logs through the API, oldest first, once there are ``count`` of them."""
 
     async def probe() -> list[dict] | None:
@@ -81,7 +83,7 @@ async def _oldest_first(client, owner, webhook_id: str, count: int) -> list[dict
 def _assert_spaced(rows: list[DeliveryLog]) -> None:
     """Consecutive attempts are at least the scheduled delay apart (less the 10 % jitter)."""
     times = [row.attempted_at for row in rows]
-    gaps = [(later - earlier).total_seconds() for earlier, later in zip(times, times[1:], strict=False)]
+    gaps = [(later - earlier).total_seconds() for earlier, later in pairwise(times)]
     assert all(gap >= RETRY * 0.9 for gap in gaps), gaps
 
 
@@ -90,7 +92,7 @@ async def _unsettled(engine: AsyncEngine) -> list[DeliveryJob]:
     return [job for job in rows if job.status == "queued" or job.locked_until is not None]
 
 
-async def _assert_still_healthy(settings, client, owner, engine: AsyncEngine, good: Receiver) -> None:  # noqa: ANN001
+async def _assert_still_healthy(settings, client, owner, engine: AsyncEngine, good: Receiver) -> None:
     """A fresh message to a good webhook is delivered, then every job is finished, none leased."""
     hook = await create_webhook(client, owner, f"fresh@{PUBLIC}", good.url)
     message_id = await _queue(settings, f"fresh@{PUBLIC}", subject="fresh")
@@ -190,7 +192,9 @@ async def test_500_forever_fails_after_the_schedule(settings, client, alice, eng
         ("retrying", 500), ("retrying", 500), ("failed", 500)]
     assert len(receiver.received) == 3
     (job,) = await _rows(engine, DeliveryJob, DeliveryJob.webhook_id == hook["id"])
-    assert (job.status, job.attempts, job.locked_until, job.last_error) == ("failed", 3, None, "HTTP 500")
+    assert (job.status, job.attempts, job.locked_until) == ("failed", 3, None)
+    assert job.last_error == "HTTP 500 Internal Server Error: boom"
+    assert [log["error"] for log in logs] == ["HTTP 500 Internal Server Error: boom"] * 3
     assert job.finished_at is not None
     _assert_spaced(await _attempts(engine, message_id))
 

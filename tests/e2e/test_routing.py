@@ -10,8 +10,7 @@ from datetime import timedelta
 import pytest
 
 from conduit.clock import new_id, now
-from conduit.db.engine import session_factory, transaction
-from conduit.db.models import DeliveryLog
+from conduit.storage.models import DeliveryLog
 from tests.factories import create_webhook, verified_domain
 from tests.support.conversation import (
     _eventually,
@@ -69,10 +68,10 @@ async def test_sessions_beyond_the_cap_get_421(settings):
         assert await _in_smtp_session(settings, lambda smtp: smtp.noop()[0]) == 250
 
 
-async def test_webhook_failing_for_days_is_deactivated(settings, engine, client, alice, dns_zone, receiver):
+async def test_webhook_failing_for_days_is_deactivated(settings, database, client, alice, dns_zone, receiver):
     await verified_domain(client, alice, dns_zone, "owned.example")
     hook = await create_webhook(client, alice, "box@owned.example", receiver.url)
-    async with transaction(session_factory(engine)) as db:  # it has failed since six days ago
+    async with database.transaction() as db:  # it has failed since six days ago
         db.add(DeliveryLog(id=new_id("log"), webhook_id=hook["id"], status="failed",
                            attempted_at=now() - timedelta(days=6), http_status=500))
     receiver.default = Reply(status=500)
@@ -89,10 +88,10 @@ async def test_webhook_failing_for_days_is_deactivated(settings, engine, client,
     assert "5 days" in entry["metadata"]["reason"]
 
 
-async def test_a_recent_success_keeps_a_failing_webhook_active(settings, engine, client, alice, dns_zone, receiver):
+async def test_a_recent_success_keeps_a_failing_webhook_active(settings, database, client, alice, dns_zone, receiver):
     await verified_domain(client, alice, dns_zone, "owned.example")
     hook = await create_webhook(client, alice, "box@owned.example", receiver.url)
-    async with transaction(session_factory(engine)) as db:
+    async with database.transaction() as db:
         db.add(DeliveryLog(id=new_id("log"), webhook_id=hook["id"], status="failed",
                            attempted_at=now() - timedelta(days=6), http_status=500))
         db.add(DeliveryLog(id=new_id("log"), webhook_id=hook["id"], status="delivered",

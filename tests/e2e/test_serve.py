@@ -106,7 +106,7 @@ def start(tmp_path):
 
 def run_conduit(*args: str, cwd: Path, timeout: float = 60, **settings: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(CONDUIT), *args], cwd=cwd, env=clean_env(**settings), capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, check=False)
 
 
 def readme_curl_session(port: int) -> str:
@@ -138,7 +138,7 @@ def test_serve_migrates_answers_the_readme_session_and_stops_on_sigterm(start, t
     assert httpx.get(f"http://127.0.0.1:{server.port}/openapi.json").status_code == 200
 
     session = subprocess.run(["bash", "-euo", "pipefail", "-c", readme_curl_session(server.port)],
-                             capture_output=True, text=True, timeout=60)
+                             check=False, capture_output=True, text=True, timeout=60)
     assert session.returncode == 0, session.stderr
     signed_up, me = json_documents(session.stdout)
     assert signed_up["email"] == me["email"] == "you@example.com"
@@ -159,7 +159,8 @@ def test_serve_purges_audit_entries_past_retention(start, tmp_path):
         db.execute("INSERT INTO accounts (id, email, password_hash, timezone, token_generation, totp_enabled, "
                    "totp_last_step, created_at, updated_at) VALUES ('acc_old', 'old@example.com', 'h', 'UTC', 0, 0, "
                    "0, '2020-01-01 00:00:00.000000', '2020-01-01 00:00:00.000000')")
-        for entry_id, created_at in (("aud_old", "2020-01-01 00:00:00.000000"), ("aud_new", "2999-01-01 00:00:00.000000")):
+        for entry_id, created_at in (("aud_old", "2020-01-01 00:00:00.000000"),
+                                     ("aud_new", "2999-01-01 00:00:00.000000")):
             db.execute("INSERT INTO audit_log (id, account_id, action, ip, metadata, created_at) "
                        "VALUES (?, 'acc_old', 'account.sign_up', '', '{}', ?)", (entry_id, created_at))
     server = start()
@@ -306,7 +307,7 @@ def _running(pid: int) -> bool:
     return status[status.rindex(")") + 2] != "Z"
 
 
-def _eventually(check, timeout: float = 30.0):  # noqa: ANN001, ANN202
+def _eventually(check, timeout: float = 30.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
@@ -338,4 +339,10 @@ def test_serve_stops_with_an_error_when_its_worker_process_dies(start):
 
 def test_serve_without_worker_processes_runs_every_role_in_one_process(start):
     server = start(CONDUIT_WORKER_PROCESSES="0")  # serve starts its children before the API answers
-    assert _children(server.process.pid) == []
+    # Its only children are the worker's renderer processes (conduit/isolation), no `conduit worker`.
+    commands = [_command(child) for child in _children(server.process.pid)]
+    assert commands and all("-m conduit.isolation.child " in command for command in commands), commands
+
+
+def _command(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()

@@ -34,7 +34,7 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
 
 
 @pytest.fixture
-def settings_overrides(request: pytest.FixtureRequest, dns_zone, tls_files: TlsFiles) -> dict:  # noqa: ANN001
+def settings_overrides(request: pytest.FixtureRequest, dns_zone, tls_files: TlsFiles) -> dict:
     """TLS and the loopback DNS server for every test; a test changes more through
     ``@pytest.mark.parametrize("settings_overrides", [{...}], indirect=True)``."""
     return {"smtp_port": free_port(), "public_domains": PUBLIC, "allow_private_targets": True,
@@ -58,7 +58,7 @@ def _raw(to: str, subject: str = "Hello", sender: str = "ann@sender.example", bo
     return message.as_bytes(policy=email_policy.SMTP)
 
 
-async def _reply(awaitable) -> tuple[int, str]:  # noqa: ANN001
+async def _reply(awaitable) -> tuple[int, str]:
     """(code, text) of an aiosmtplib command, whether the server accepted it or not."""
     try:
         response = await awaitable
@@ -68,7 +68,7 @@ async def _reply(awaitable) -> tuple[int, str]:  # noqa: ANN001
 
 
 @asynccontextmanager
-async def _smtp(settings, tls: TlsFiles | None = None, helo: str = SENDER_HELO) -> AsyncIterator[aiosmtplib.SMTP]:  # noqa: ANN001
+async def _smtp(settings, tls: TlsFiles | None = None, helo: str = SENDER_HELO) -> AsyncIterator[aiosmtplib.SMTP]:
     """An aiosmtplib session after EHLO; with ``tls``, after STARTTLS (verifying the
     certificate against the test CA) and a second EHLO."""
     smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=settings.smtp_port, start_tls=False, timeout=30,
@@ -94,12 +94,12 @@ async def _transaction(smtp: aiosmtplib.SMTP, sender: str, rcpts: list[str], raw
     return {"mail": mail, "rcpt": rcpt, "data": data}
 
 
-async def _send(settings, sender: str, rcpts: list[str], raw: bytes, **session) -> dict:  # noqa: ANN001
+async def _send(settings, sender: str, rcpts: list[str], raw: bytes, **session) -> dict:
     async with _smtp(settings, **session) as smtp:
         return await _transaction(smtp, sender, rcpts, raw)
 
 
-async def _at_least(count: int, awaitable) -> list | None:  # noqa: ANN001
+async def _at_least(count: int, awaitable) -> list | None:
     items = await awaitable
     return items if len(items) >= count else None
 
@@ -119,7 +119,7 @@ def _queued_id(sent: dict) -> str:
     return sent["data"][1].rsplit(" ", 1)[1]
 
 
-def _by_subject(secret: str, requests) -> dict[str, dict]:  # noqa: ANN001
+def _by_subject(secret: str, requests) -> dict[str, dict]:
     payloads = [verify_signature(secret, request) for request in requests]
     return {payload["subject"]: payload for payload in payloads}
 
@@ -153,12 +153,12 @@ async def test_starttls_is_offered_and_auth_only_after_it(settings, client, alic
 
 @pytest.mark.parametrize("settings_overrides", [{"smtp_auth_insecure": True}], indirect=True, ids=["auth_insecure"])
 async def test_auth_insecure_offers_auth_without_tls(settings, client, alice, receiver):
-    policy = await create_policy(client, alice, require_smtp_auth=True, smtp_credentials="relay:s3cret")
+    policy = await create_policy(client, alice, require_smtp_auth=True, smtp_credentials="relay:s3cret-relay-pw")
     webhook = await create_webhook(client, alice, f"box@{PUBLIC}", receiver.url, smtp_security_policy_id=policy["id"])
     async with running(settings):
         async with _smtp(settings) as smtp:
             assert smtp.supports_extension("starttls") and smtp.supports_extension("auth")
-            assert (await _reply(smtp.auth_plain("relay", "s3cret")))[0] == 235
+            assert (await _reply(smtp.auth_plain("relay", "s3cret-relay-pw")))[0] == 235
             sent = await _transaction(smtp, "ann@sender.example", [f"box@{PUBLIC}"], _raw(f"box@{PUBLIC}"))
         (request,) = await receiver.wait_for(1)
     _queued_id(sent)
@@ -238,13 +238,13 @@ async def test_auth_as_the_user_of_another_policy_gets_530(settings, client, ali
     """Credentials are per policy: another account's SMTP user, even one with the same user
     name, authenticates (235) but only reaches the webhooks of its own policy."""
     bob = await user(client)
-    bobs = await create_policy(client, bob, require_smtp_auth=True, smtp_credentials="bobrelay:bobs-secret")
+    bobs = await create_policy(client, bob, require_smtp_auth=True, smtp_credentials="bobrelay:bobs-secret-pw")
     namesake = await create_policy(client, bob, require_smtp_auth=True, smtp_credentials="relay:bobs-other-secret")
     bob_hook = await create_webhook(client, bob, f"bob@{PUBLIC}", receiver.url, smtp_security_policy_id=bobs["id"])
     namesake_hook = await create_webhook(client, bob, f"bob2@{PUBLIC}", receiver.url,
                                          smtp_security_policy_id=namesake["id"])
     rcpts = {"bobrelay": [f"auth@{PUBLIC}", f"bob@{PUBLIC}"], "relay": [f"auth@{PUBLIC}", f"bob2@{PUBLIC}"]}
-    passwords = {"bobrelay": "bobs-secret", "relay": "bobs-other-secret"}
+    passwords = {"bobrelay": "bobs-secret-pw", "relay": "bobs-other-secret"}
     sent = {}
     async with running(settings):
         for login, to in rcpts.items():
@@ -297,7 +297,8 @@ async def test_spf_pass_is_accepted_and_reported(settings, client, alice, receiv
     webhook = await create_webhook(client, alice, f"spf@{PUBLIC}", receiver.url, smtp_security_policy_id=policy["id"])
     to = f"spf@{PUBLIC}"
     async with running(settings):
-        sent = await _send(settings, "ann@spf-ok.example", [to], _raw(to, subject="mail from", sender="ann@spf-ok.example"))
+        sent = await _send(settings, "ann@spf-ok.example", [to],
+                           _raw(to, subject="mail from", sender="ann@spf-ok.example"))
         # A null sender (a bounce) is checked against its HELO name (RFC 7208 2.4).
         bounce = await _send(settings, "", [to], _raw(to, subject="bounce", sender="mailer-daemon@spf-ok.example"),
                              helo="mta.spf-ok.example")
@@ -330,8 +331,9 @@ async def test_spf_refusals(settings, client, alice, receiver, dns_zone):
     ]
     async with running(settings):
         async with _smtp(settings) as smtp:
-            replies = [(await _transaction(smtp, sender, [hook["address"]], _raw(hook["address"], sender=sender)))["rcpt"][0]
-                       for sender, hook, _ in cases]
+            replies = [
+                (await _transaction(smtp, sender, [hook["address"]], _raw(hook["address"], sender=sender)))["rcpt"][0]
+                for sender, hook, _ in cases]
     assert replies == [expected for _, _, expected in cases]
     spf_errors = _rejections(await _logs(client, alice, spf_hook["id"]))
     other_errors = _rejections(await _logs(client, alice, other_hook["id"]))
@@ -349,20 +351,20 @@ async def test_spf_refusals(settings, client, alice, receiver, dns_zone):
 # --- DKIM -------------------------------------------------------------------------------
 
 @pytest.fixture
-def signer(dns_zone) -> DkimKey:  # noqa: ANN001
+def signer(dns_zone) -> DkimKey:
     key = DkimKey("signer.example")
     key.publish(dns_zone)
     return key
 
 
 @pytest.fixture
-def stranger(dns_zone) -> DkimKey:  # noqa: ANN001
+def stranger(dns_zone) -> DkimKey:
     key = DkimKey("stranger.example", selector="s2024")
     key.publish(dns_zone)
     return key
 
 
-async def _dkim_policy(client, owner) -> dict:  # noqa: ANN001
+async def _dkim_policy(client, owner) -> dict:
     return await create_policy(client, owner, require_dkim=True, allowed_dkim_domains="signer.example")
 
 
@@ -394,7 +396,7 @@ async def test_dkim_refusals(settings, client, alice, receiver, signer, stranger
             data = {name: (await _transaction(smtp, "ann@signer.example", [to], raw))["data"]
                     for name, raw in messages.items()}
     refusal = (550, "5.7.20 no valid DKIM signature from an allowed domain")
-    assert data == {name: refusal for name in messages}
+    assert data == dict.fromkeys(messages, refusal)
     logs = await _logs(client, alice, webhook["id"])
     errors = _rejections(logs)
     assert len(errors) == len(logs) == 3
@@ -414,7 +416,8 @@ async def test_recipients_with_different_dkim_outcomes(settings, client, alice, 
     rcpts = [f"strict@{PUBLIC}", f"open@{PUBLIC}"]
     async with running(settings):
         sent = await _send(settings, "ann@stranger.example", rcpts,
-                           stranger.sign(_raw(", ".join(rcpts), subject="from stranger", sender="ann@stranger.example")))
+                           stranger.sign(_raw(", ".join(rcpts), subject="from stranger",
+                                              sender="ann@stranger.example")))
         await receiver.wait_for(1)
         # Then a message the strict webhook accepts: once it arrived, the first had every chance to.
         sentinel = await _send(settings, "ann@signer.example", [f"strict@{PUBLIC}"],
@@ -473,3 +476,35 @@ async def test_inbound_auth_checks_report_spf_and_dkim_without_a_policy(settings
     assert payloads["forged"]["auth"]["spf"] == {"result": "fail", "domain": "forged.example"}
     assert payloads["forged"]["auth"]["dkim"] == [{"domain": "signer.example", "result": "fail"}]
 
+    assert payloads["genuine"]["auth"]["dmarc"] == {"result": "none", "policy": None, "domain": None}
+
+
+@pytest.mark.parametrize("settings_overrides", [{"inbound_auth_checks": True}], indirect=True,
+                         ids=["inbound_auth_checks"])
+async def test_inbound_auth_checks_report_dmarc(settings, client, alice, receiver, dns_zone):
+    """DMARC through the SMTP server: the record of the organizational domain under a two-label
+    public suffix, ``sp=`` for a subdomain, relaxed SPF alignment of sibling subdomains."""
+    dns_zone.add("bounce.example.co.uk", "TXT", "v=spf1 include:_spf.example.co.uk -all")
+    dns_zone.add("_spf.example.co.uk", "TXT", "v=spf1 ip4:127.0.0.1 -all")
+    dns_zone.add("_dmarc.example.co.uk", "TXT", "v=DMARC1; p=quarantine; sp=reject; rua=mailto:d@example.co.uk")
+    signer = DkimKey("example.co.uk")
+    signer.publish(dns_zone)
+    webhook = await create_webhook(client, alice, f"box@{PUBLIC}", receiver.url)
+    to = f"box@{PUBLIC}"
+    async with running(settings):
+        aligned = await _send(settings, "bounce@bounce.example.co.uk", [to],
+                              _raw(to, subject="aligned", sender="news@mail.example.co.uk"))
+        signed = await _send(settings, "ann@elsewhere.example", [to],
+                             signer.sign(_raw(to, subject="signed", sender="ann@example.co.uk")))
+        forged = await _send(settings, "ann@elsewhere.example", [to],
+                             _raw(to, subject="forged", sender="ceo@example.co.uk"))
+        requests = await receiver.wait_for(3)
+    for sent in (aligned, signed, forged):
+        _queued_id(sent)  # DMARC informs the webhook; it never refuses mail
+    payloads = _by_subject(webhook["secret"], requests)
+    assert payloads["aligned"]["auth"]["spf"] == {"result": "pass", "domain": "bounce.example.co.uk"}
+    assert payloads["aligned"]["auth"]["dmarc"] == {"result": "pass", "policy": "reject", "domain": "example.co.uk"}
+    assert payloads["signed"]["auth"]["dmarc"] == {"result": "pass", "policy": "quarantine",
+                                                   "domain": "example.co.uk"}
+    assert payloads["forged"]["auth"]["dmarc"] == {"result": "fail", "policy": "quarantine",
+                                                   "domain": "example.co.uk"}

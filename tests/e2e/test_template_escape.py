@@ -25,7 +25,7 @@ HOSTILE = {
     "self-globals": ("{{ self.__init__.__globals__ }}", "access to attribute '__init__'"),
     "huge-loop": ("{% for i in range(10**9) %}x{% endfor %}", "Range too big"),
     "silent-loop": ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
-                    "took longer than 2 s"),
+                    "exceeded its time budget of 2 s"),
     "recursion": ("{% macro m(n) %}{{ m(n + 1) }}{% endmacro %}{{ m(0) }}", "RecursionError"),
     "mul-bomb": ("{{ 'x' * 10**9 }}", "the result of * is too large"),
     "output-bomb": ("{% for i in range(100000) %}{{ 'x' * 100000 }}{% endfor %}", "output is larger than 1048576"),

@@ -9,7 +9,7 @@ import asyncio
 
 import pytest
 
-from conduit.delivery import worker as worker_module
+from conduit.worker import loop as worker_module
 from tests.factories import create_webhook
 from tests.support.conversation import _mail, _send
 from tests.support.pipeline import free_port, running

@@ -10,11 +10,20 @@ import pytest
 from sqlalchemy import func, select, update
 
 from conduit.clock import now
-from conduit.db.engine import session_factory, transaction
-from conduit.db.models import ApiToken, AuditEntry, OneTimeToken, RefreshToken
 from conduit.services.maintenance import purge_expired
+from conduit.storage.models import ApiToken, AuditEntry, OneTimeToken, RefreshToken
 from tests.conftest import CLIENT_IP
-from tests.factories import PASSWORD, assert_error, audit_actions, bearer, execute, new_email, sign_in, sign_up, user
+from tests.factories import (
+    PASSWORD,
+    assert_error,
+    audit_actions,
+    bearer,
+    execute,
+    new_email,
+    sign_in,
+    sign_up,
+    user,
+)
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 
@@ -37,9 +46,11 @@ async def test_sign_up_returns_the_new_account(client):
     response = await client.post("/accounts", json={"email": email, "password": PASSWORD})
     assert response.status_code == 201
     body = response.json()
-    assert set(body) == {"id", "email", "timezone", "created_at", "updated_at"}
+    # totp_enabled is beyond the reference (the dashboard shows it).
+    assert set(body) == {"id", "email", "timezone", "totp_enabled", "created_at", "updated_at"}
     assert body["email"] == email
     assert body["timezone"] == "UTC"
+    assert body["totp_enabled"] is False
     assert isinstance(body["id"], str) and body["id"]
     created = parse_timestamp(body["created_at"])
     parse_timestamp(body["updated_at"])
@@ -204,7 +215,7 @@ async def test_audit_log_needs_a_token(client):
     assert_error(await client.get("/accounts/me/audit-log"), 401)
 
 
-async def test_purge_removes_audit_entries_older_than_180_days(client, engine, settings):
+async def test_purge_removes_audit_entries_older_than_180_days(client, engine, database, settings):
     me = await user(client)  # entries: account.sign_up, session.sign_in
     await execute(engine, update(AuditEntry).where(AuditEntry.account_id == me.id,
                                                    AuditEntry.action == "account.sign_up")
@@ -214,7 +225,7 @@ async def test_purge_removes_audit_entries_older_than_180_days(client, engine, s
                   .values(created_at=now() - timedelta(days=179)))
     assert await audit_actions(client, me.headers) == ["session.sign_in", "account.sign_up"]
 
-    async with transaction(session_factory(engine)) as session:
+    async with database.transaction() as session:
         await purge_expired(session, settings=settings)
 
     assert await audit_actions(client, me.headers) == ["session.sign_in"]

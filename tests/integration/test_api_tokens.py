@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import update
 
 from conduit.clock import now
-from conduit.db.models import ApiToken
+from conduit.storage.models import ApiToken
 from tests.factories import PASSWORD, assert_error, audit_actions, bearer, execute, user
 
 TOKENS = "/accounts/me/api-tokens"
@@ -121,6 +121,33 @@ async def test_a_use_from_a_refused_address_does_not_count_as_a_use(client, clie
     assert listed[0]["last_used_at"] is None
 
 
+async def test_an_ip_restricted_token_creates_only_tokens_within_its_networks(client, client_from):
+    me = await user(client)
+    restricted = await create_token(client, me.headers, allowed_ips=["198.51.100.0/24", "2001:db8::/32"])
+    inside = client_from("198.51.100.20")
+    headers = bearer(restricted["token"])
+    wider = (None, [], ["203.0.113.0/24"], ["198.51.0.0/16"], ["198.51.100.0/24", "10.0.0.1"], ["0.0.0.0/0"],
+             ["::/0"], ["2001:db8::/31"], ["::ffff:198.51.100.1"])
+    for allowed_ips in wider:
+        body = {"name": "wider"} if allowed_ips is None else {"name": "wider", "allowed_ips": allowed_ips}
+        error = assert_error(await inside.post(TOKENS, json=body, headers=headers), 422, "token_scope_exceeded")
+        assert "allowed_ips" in error["error"], error
+    assert [t["name"] for t in (await client.get(TOKENS, headers=me.headers)).json()] == ["ci"]
+    # Equal or narrower networks, in either family, are fine; and the new token works.
+    for allowed_ips in (["198.51.100.0/24"], ["198.51.100.0/25", "198.51.100.200", "2001:db8:1::/48"]):
+        response = await inside.post(TOKENS, json={"name": "narrower", "allowed_ips": allowed_ips}, headers=headers)
+        assert response.status_code == 201, response.text
+    assert (await inside.get("/accounts/me", headers=bearer(response.json()["token"]))).status_code == 200
+
+
+async def test_sessions_and_unrestricted_tokens_create_tokens_without_restriction(client):
+    me = await user(client)
+    unrestricted = await create_token(client, me.headers)
+    created = await create_token(client, bearer(unrestricted["token"]), name="anywhere")
+    assert created["allowed_ips"] == []
+    assert (await me_status(client, created["token"])) == 200
+
+
 async def test_a_malformed_allowed_ip_is_422(client):
     me = await user(client)
     for allowed_ips in (["not-an-ip"], ["10.0.0.0/33"], ["300.1.1.1"], ["10.0.0.1", ""], ["10.0.0.1-10.0.0.9"]):
@@ -143,10 +170,14 @@ async def test_an_invalid_create_is_422(client):
 
 async def test_a_token_without_expiry_never_expires(client):
     me = await user(client)
-    for body in ({}, {"expires_in": 0}, {"expires_in": None}):
+    for body in ({}, {"expires_in": 0}):
         created = await create_token(client, me.headers, **body)
         assert created["expires_at"] is None
-    assert [t["expires_at"] for t in (await client.get(TOKENS, headers=me.headers)).json()] == [None] * 3
+    assert [t["expires_at"] for t in (await client.get(TOKENS, headers=me.headers)).json()] == [None] * 2
+    # null is not a number of seconds: the document says integer, not nullable (leave it out instead).
+    refused = await client.post(TOKENS, json={"name": "n", "expires_in": None}, headers=me.headers)
+    assert refused.status_code == 422 and refused.json()["details"] == [
+        {"field": "expires_in", "error": "Input should be a valid integer"}]
 
 
 async def test_an_expired_token_is_401(client, engine):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import update
 
-from conduit.db.models import Domain
+from conduit.storage.models import Domain
 from tests.factories import (
     assert_error,
     audit_actions,
@@ -26,7 +26,7 @@ from tests.factories import (
 MX_HOST = "mx.conduit.test"
 PUBLIC = "shared.example"
 DOMAIN_FIELDS = {"id", "name", "account_id", "verification_token", "verified", "is_public", "created_at",
-                 "updated_at"}
+                 "updated_at", "dns_records"}  # dns_records: beyond the reference, for the dashboard
 
 
 @pytest.fixture

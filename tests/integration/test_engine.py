@@ -8,14 +8,11 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from conduit.db.engine import session_factory, transaction
 
-
-async def test_a_connection_the_database_dropped_is_replaced_before_use(database_url, engine):
+async def test_a_connection_the_database_dropped_is_replaced_before_use(database_url, database):
     if not database_url.startswith("postgresql"):
         pytest.skip("PostgreSQL: SQLite has no server to drop a connection")
-    sessions = session_factory(engine)
-    async with transaction(sessions) as db:
+    async with database.transaction() as db:
         pid = await db.scalar(text("SELECT pg_backend_pid()"))
     admin = await asyncpg.connect(make_url(database_url).set(drivername="postgresql")
                                   .render_as_string(hide_password=False))
@@ -24,6 +21,6 @@ async def test_a_connection_the_database_dropped_is_replaced_before_use(database
     finally:
         await admin.close()
 
-    async with transaction(sessions) as db:  # the pool's only connection is the dropped one
+    async with database.transaction() as db:  # the pool's only connection is the dropped one
         assert await db.scalar(text("SELECT pg_backend_pid()")) != pid
 

@@ -12,7 +12,7 @@ import re
 import pytest
 from argon2 import PasswordHasher
 
-from conduit.services import crypto
+from conduit import crypto
 from tests.factories import PASSWORD, assert_error, new_email, sign_up
 
 RESET = "/accounts/me/password-reset"
@@ -82,7 +82,7 @@ async def test_failures_for_an_unknown_email_are_throttled_like_those_for_a_know
 async def test_reset_requests_for_known_and_unknown_emails_get_byte_identical_answers(client):
     known = await sign_up(client)
 
-    def shape(response):  # noqa: ANN001, ANN202
+    def shape(response):
         headers = {k: v for k, v in response.headers.items() if k.lower() != "date"}
         return response.status_code, response.content, headers
 

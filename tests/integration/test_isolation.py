@@ -8,6 +8,7 @@ supply makes ``test_every_id_route_is_covered`` fail until it is taught the reso
 from __future__ import annotations
 
 import re
+import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -17,10 +18,19 @@ import pytest
 from conduit.api.app import API_PREFIX, create_app
 from conduit.clock import new_id, now
 from conduit.config import load_settings
-from conduit.db.engine import create_engine, session_factory, transaction
-from conduit.db.models import DeliveryLog
+from conduit.storage.database import open_database
+from conduit.storage.models import DeliveryLog
 from tests.conftest import TEST_SECRET_KEY
-from tests.factories import User, assert_error, check_each, create_policy, create_webhook, users, verified_domain
+from tests.factories import (
+    User,
+    assert_error,
+    check_each,
+    create_policy,
+    create_webhook,
+    store_message,
+    users,
+    verified_domain,
+)
 
 PUBLIC = "shared.example"
 PARAM = re.compile(r"\{(\w+)\}")
@@ -31,8 +41,9 @@ ID_RESOURCE_BY_PREFIX = {
     f"{API_PREFIX}/smtp-policies/{{id}}": "policy",
     f"{API_PREFIX}/webhooks/{{id}}": "webhook",
     f"{API_PREFIX}/accounts/me/api-tokens/{{id}}": "api_token",
+    f"{API_PREFIX}/messages/{{id}}": "message",
 }
-RESOURCE_BY_PARAM = {"logId": "delivery_log"}
+RESOURCE_BY_PARAM = {"logId": "delivery_log", "index": "attachment_index"}
 
 # Bodies that would change the resource if the route wrongly accepted another account's ID.
 BODIES = {
@@ -49,15 +60,20 @@ KNOWN_ID_ROUTES = {
     ("GET", "/webhooks/{id}"), ("PUT", "/webhooks/{id}"), ("DELETE", "/webhooks/{id}"),
     ("GET", "/webhooks/{id}/logs"), ("GET", "/webhooks/{id}/logs/{logId}"),
     ("DELETE", "/accounts/me/api-tokens/{id}"),
+    ("GET", "/messages/{id}"), ("GET", "/messages/{id}/raw"), ("GET", "/messages/{id}/attachments/{index}"),
+    ("DELETE", "/messages/{id}"), ("POST", "/messages/{id}/redeliver"),
 }
-MANAGEMENT_PREFIXES = tuple(f"{API_PREFIX}/{group}" for group in ("domains", "smtp-policies", "webhooks"))
+MANAGEMENT_PREFIXES = tuple(f"{API_PREFIX}/{group}" for group in ("domains", "smtp-policies", "webhooks", "messages"))
+# Signed links name a message without an account: their signature is the authority (a link that
+# was not signed for that message is a 403), tested in tests/e2e/test_messages.py.
+SIGNED_LINKS = f"{API_PREFIX}/links/"
 
 
 def _route_table() -> list[tuple[str, str]]:
     """(method, path) of every route of a freshly built app (no database is touched)."""
-    url = "sqlite+aiosqlite:///:memory:"
+    url = f"sqlite+aiosqlite:///{tempfile.gettempdir()}/conduit-route-table.db"
     settings = load_settings(database_url=url, secret_key=TEST_SECRET_KEY, dns_servers="127.0.0.1:53")
-    app = create_app(settings, create_engine(url))
+    app = create_app(settings, open_database(settings))
     # FastAPI >= 0.13x keeps included routers as branches; iter_route_contexts flattens them.
     iterate = getattr(fastapi.routing, "iter_route_contexts", lambda routes: routes)
     table = set()
@@ -69,7 +85,7 @@ def _route_table() -> list[tuple[str, str]]:
 
 
 ROUTES = _route_table()
-ID_ROUTES = [(method, path) for method, path in ROUTES if PARAM.search(path)]
+ID_ROUTES = [(method, path) for method, path in ROUTES if PARAM.search(path) and not path.startswith(SIGNED_LINKS)]
 MANAGEMENT_ROUTES = [(method, path) for method, path in ROUTES if path.startswith(MANAGEMENT_PREFIXES)]
 
 
@@ -109,7 +125,7 @@ class World:
     bob_ids: dict[str, str]
 
 
-async def _resources_for(client, owner, dns, engine, domain_name: str) -> dict[str, str]:
+async def _resources_for(client, owner, dns, database, domain_name: str) -> dict[str, str]:
     """One of each resource kind, owned by ``owner``."""
     domain = await verified_domain(client, owner, dns, domain_name)
     policy = await create_policy(client, owner)
@@ -120,17 +136,20 @@ async def _resources_for(client, owner, dns, engine, domain_name: str) -> dict[s
                       attempted_at=now() - timedelta(minutes=1), http_status=200, duration_ms=12, error="",
                       sender="someone@example.org", smtp_message_id="<1@example.org>", simulated=False,
                       response_excerpt="")
-    async with transaction(session_factory(engine)) as session:
+    async with database.transaction() as session:
         session.add(log)
+    message_id = await store_message(database, webhook["id"], f"inbox@{domain_name}")
     return {"domain": domain["id"], "policy": policy["id"], "webhook": webhook["id"],
-            "api_token": response.json()["id"], "delivery_log": log.id}
+            "api_token": response.json()["id"], "delivery_log": log.id, "message": message_id,
+            "attachment_index": "0"}
+
 
 
 @pytest.fixture
-async def world(client, dns_zone, engine) -> World:
+async def world(client, dns_zone, database) -> World:
     alice, bob = await users(client, 2)
-    alice_ids = await _resources_for(client, alice, dns_zone, engine, "alice.example")
-    bob_ids = await _resources_for(client, bob, dns_zone, engine, "bob.example")
+    alice_ids = await _resources_for(client, alice, dns_zone, database, "alice.example")
+    bob_ids = await _resources_for(client, bob, dns_zone, database, "bob.example")
     return World(alice, bob, alice_ids, bob_ids)
 
 
@@ -142,10 +161,13 @@ async def _snapshot(client, owner, ids: dict[str, str]) -> dict[str, object]:
         response = await client.get(path.format(**ids), headers=owner.headers)
         assert response.status_code == 200, (kind, response.text)
         seen[kind] = response.json()
+    response = await client.get(f"/messages/{ids['message']}/raw", headers=owner.headers)
+    assert response.status_code == 200, response.text
+    seen["message"] = response.content
     response = await client.get("/accounts/me/api-tokens", headers=owner.headers)
     seen["api_tokens"] = sorted((t["id"], t["name"]) for t in response.json())
     assert ids["api_token"] in {t for t, _ in seen["api_tokens"]}
-    for listing in ("/domains", "/smtp-policies", "/webhooks", f"/webhooks/{ids['webhook']}/logs"):
+    for listing in ("/domains", "/smtp-policies", "/webhooks", f"/webhooks/{ids['webhook']}/logs", "/messages"):
         seen[listing] = (await client.get(listing, headers=owner.headers)).json()
     return seen
 
@@ -187,7 +209,7 @@ async def test_another_accounts_log_through_ones_own_webhook_is_404(client, worl
 
 async def test_lists_hold_only_the_callers_resources(client, world):
     for listing, kind in (("/domains", "domain"), ("/smtp-policies", "policy"), ("/webhooks", "webhook"),
-                          ("/accounts/me/api-tokens", "api_token")):
+                          ("/accounts/me/api-tokens", "api_token"), ("/messages", "message")):
         ids = {item["id"] for item in (await client.get(listing, headers=world.bob.headers)).json()}
         assert world.bob_ids[kind] in ids
         assert world.alice_ids[kind] not in ids, listing

@@ -22,15 +22,23 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from conduit.api.app import create_app
 from conduit.config import ConfigError, Settings, load_settings
-from conduit.db.engine import create_engine, session_factory
-from conduit.db.models import Account, DeliveryJob, Webhook
-from conduit.services.crypto import Crypto
+from conduit.crypto import Crypto
 from conduit.services.key_rotation import rotate_secrets
+from conduit.storage.database import open_database
+from conduit.storage.models import Account, DeliveryJob, Webhook
 from tests.conftest import CLIENT_IP
-from tests.factories import PASSWORD, TotpCodes, assert_error, bearer, create_webhook, user
+from tests.factories import (
+    PASSWORD,
+    TotpCodes,
+    assert_error,
+    bearer,
+    create_webhook,
+    user,
+)
 from tests.support.conversation import _eventually, _mail, _send
 from tests.support.pipeline import free_port, running
 from tests.support.receiver import Receiver, verify_signature
@@ -53,15 +61,16 @@ class Instance:
 def _settings(database_url: str, key: str, previous: str = "") -> Settings:
     return load_settings(database_url=database_url, secret_key=key, previous_secret_keys=previous,
                          public_domains=PUBLIC, allow_private_targets=True, inbound_auth_checks=False,
-                         smtp_port=free_port(), delivery_timeout=1.0, retry_schedule="0,1")
+                         smtp_port=free_port(), delivery_timeout=1.0, delivery_lease=6,
+                         retry_schedule="0,1")
 
 
 @asynccontextmanager
 async def conduit(database_url: str, key: str, previous: str = "") -> AsyncIterator[Instance]:
     """Conduit started with these keys: the API in-process, SMTP and the worker in this loop."""
     settings = _settings(database_url, key, previous)
-    engine = create_engine(database_url)
-    app = create_app(settings, engine)
+    database = open_database(settings)
+    app = create_app(settings, database)
     transport = httpx.ASGITransport(app=app, client=(CLIENT_IP, 50000))
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver/api/v1") as client:
@@ -69,7 +78,8 @@ async def conduit(database_url: str, key: str, previous: str = "") -> AsyncItera
                 yield Instance(settings, client)
     finally:
         await app.state.context.http.close()
-        await engine.dispose()
+        await app.state.context.renders.close()
+        await database.dispose()
 
 
 def _fernet(secret_key: str) -> Fernet:
@@ -88,7 +98,7 @@ def _decrypts_with(secret_key: str, token: str) -> bool:
 
 async def _stored(database_url: str) -> list[str]:
     """Every encrypted value in the database."""
-    engine = create_engine(database_url)
+    engine = create_async_engine(database_url)
     try:
         async with engine.connect() as conn:
             secrets = list((await conn.execute(select(Webhook.secret_encrypted))).scalars())
@@ -169,7 +179,7 @@ async def test_rotating_the_key_keeps_totp_and_webhook_secrets_working(database_
     result = subprocess.run([sys.executable, "-m", "conduit", "rotate-secrets", "--batch-size", "1"],
                             env={**os.environ, "CONDUIT_DATABASE_URL": database_url, "CONDUIT_SECRET_KEY": KEY_B,
                                  "CONDUIT_PREVIOUS_SECRET_KEYS": KEY_A, "CONDUIT_LOG_LEVEL": "WARNING"},
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert "accounts.totp_secret: re-encrypted 1, already under the current key 0" in result.stdout
     assert "webhooks.secret_encrypted: re-encrypted 1, already under the current key 0" in result.stdout
@@ -189,7 +199,7 @@ async def test_rotating_the_key_keeps_totp_and_webhook_secrets_working(database_
 
 async def _queue_was_claimed(database_url: str) -> bool:
     """The worker has taken the job (and failed to sign it): attempts counted, lease held."""
-    engine = create_engine(database_url)
+    engine = create_async_engine(database_url)
     try:
         async with engine.connect() as conn:
             return bool((await conn.execute(select(DeliveryJob.id).where(DeliveryJob.attempts > 0))).first())
@@ -203,8 +213,9 @@ async def test_rotation_runs_in_batches_is_idempotent_and_reports_what_it_cannot
         hooks = [await create_webhook(a.client, me, f"box{n}@{PUBLIC}", "http://127.0.0.1:9/in") for n in range(5)]
         assert (await a.client.post("/accounts/me/2fa/setup", headers=me.headers)).status_code == 200
         before = {h["id"]: h["updated_at"] for h in (await a.client.get("/webhooks", headers=me.headers)).json()}
-    engine = create_engine(database_url)
-    sessions = session_factory(engine)
+    engine = create_async_engine(database_url)
+    database = open_database(_settings(database_url, KEY_B))
+    sessions = database.sessions
     try:
         # One secret was written under a key nobody configured: it must be reported, not touched.
         stray = _fernet(KEY_C).encrypt(b"whsec_stray").decode()
@@ -227,6 +238,7 @@ async def test_rotation_runs_in_batches_is_idempotent_and_reports_what_it_cannot
         assert stray in stored
         assert all(_decrypts_with(KEY_B, v) for v in stored if v != stray)
     finally:
+        await database.dispose()
         await engine.dispose()
 
     async with conduit(database_url, KEY_B) as b:
@@ -242,5 +254,5 @@ def test_previous_keys_setting_is_parsed_and_validated():
     settings = load_settings(secret_key=KEY_B, previous_secret_keys=f" {KEY_A} ,{KEY_C}, ")
     assert settings.previous_secret_key_list == (KEY_A, KEY_C)
     assert load_settings(secret_key=KEY_B).previous_secret_key_list == ()
-    with pytest.raises(ConfigError, match="^invalid setting CONDUIT_PREVIOUS_SECRET_KEYS: .*at least 32"):
+    with pytest.raises(ConfigError, match=r"^invalid setting CONDUIT_PREVIOUS_SECRET_KEYS: .*at least 32"):
         load_settings(secret_key=KEY_B, previous_secret_keys=f"{KEY_A},too-short")

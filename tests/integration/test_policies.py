@@ -10,7 +10,8 @@ from tests.factories import assert_error, audit_actions, check_each, create_poli
 
 PUBLIC = "shared.example"
 POLICY_FIELDS = {"id", "name", "allowed_source_ips", "allowed_spf_domains", "allowed_dkim_domains", "require_dkim",
-                 "require_smtp_auth", "require_spf", "smtp_credentials", "created_at", "updated_at"}
+                 "require_smtp_auth", "require_spf", "smtp_credentials", "created_at", "updated_at", "spam_action",
+                 "spam_threshold"}
 FULL = {
     "name": "Partners",
     "allowed_source_ips": "192.0.2.1, 10.0.0.0/8  2001:DB8::/32,192.0.2.1",
@@ -137,11 +138,27 @@ async def test_malformed_smtp_credentials_are_422(client):
         body = {"name": "p", "smtp_credentials": credentials}
         error = assert_error(await client.post("/smtp-policies", json=body, headers=alice.headers), 422)["error"]
         assert "smtp_credentials" in error, error
-        assert "Pw-Secret-9" not in error, error  # never echoes the password
+        assert "Pw-Secret-99" not in error, error  # never echoes the password
 
     # no colon, empty user name, empty password, a space in the user name, a control character in the password
-    await check_each(["relay", ":Pw-Secret-9", "relay:", "re lay:Pw-Secret-9", "relay:Pw-Secret-9\r\n"], check)
+    await check_each(["relay", ":Pw-Secret-99", "relay:", "re lay:Pw-Secret-99", "relay:Pw-Secret-99\r\n"], check)
     assert (await client.get("/smtp-policies", headers=alice.headers)).json() == []
+
+
+async def test_an_smtp_password_shorter_than_12_characters_is_422_on_create_and_update(client, engine):
+    alice = await user(client)
+    for short in ("relay:x", "relay:" + "p" * 11):
+        response = await client.post("/smtp-policies", json={"name": "p", "smtp_credentials": short},
+                                     headers=alice.headers)
+        error = assert_error(response, 422, "validation_error")["error"]
+        assert "smtp_credentials" in error and "at least 12 characters" in error, error
+    assert (await client.get("/smtp-policies", headers=alice.headers)).json() == []
+    created = await create_policy(client, alice, smtp_credentials="relay:" + "p" * 12)  # 12 is enough
+    response = await client.put(f"/smtp-policies/{created['id']}", json={"smtp_credentials": "relay:x"},
+                                headers=alice.headers)
+    assert "smtp_credentials" in assert_error(response, 422, "validation_error")["error"]
+    stored = (await _stored_row(engine, created["id"]))["smtp_password_hash"]
+    assert PasswordHasher().verify(stored, "p" * 12)  # the update changed nothing
 
 
 async def test_require_smtp_auth_without_credentials_is_422(client):
@@ -277,3 +294,47 @@ async def test_create_update_and_delete_are_in_the_audit_log_without_the_passwor
            ["smtp_policy.deleted", "smtp_policy.updated", "smtp_policy.created"]
     log = (await client.get("/accounts/me/audit-log", headers=alice.headers)).text
     assert "Audit-Me-Not" not in log
+
+
+# Spam verdicts (rspamd) -------------------------------------------------------------------
+
+
+async def test_spam_action_defaults_to_deliver_without_a_threshold(client, engine):
+    alice = await user(client)
+    created = await create_policy(client, alice)
+    assert (created["spam_action"], created["spam_threshold"]) == ("deliver", None)
+    row = await _stored_row(engine, created["id"])
+    assert (row["spam_action"], row["spam_threshold"]) == ("deliver", None)
+
+
+async def test_spam_action_and_threshold_are_set_changed_and_cleared(client):
+    alice = await user(client)
+    created = await create_policy(client, alice, spam_action="reject", spam_threshold=8)
+    assert (created["spam_action"], created["spam_threshold"]) == ("reject", 8.0)
+    url = f"/smtp-policies/{created['id']}"
+    changed = await client.put(url, json={"spam_threshold": 12.5}, headers=alice.headers)
+    assert changed.status_code == 200, changed.text
+    assert (changed.json()["spam_action"], changed.json()["spam_threshold"]) == ("reject", 12.5)
+    cleared = await client.put(url, json={"clear_spam_threshold": True, "spam_action": "deliver"},
+                               headers=alice.headers)
+    assert cleared.status_code == 200, cleared.text
+    assert (cleared.json()["spam_action"], cleared.json()["spam_threshold"]) == ("deliver", None)
+    got = (await client.get(url, headers=alice.headers)).json()
+    assert (got["spam_action"], got["spam_threshold"]) == ("deliver", None)
+
+
+async def test_a_bad_spam_action_or_threshold_is_422_and_changes_nothing(client):
+    alice = await user(client)
+    created = await create_policy(client, alice, spam_action="reject", spam_threshold=8)
+    url = f"/smtp-policies/{created['id']}"
+
+    async def check(body: dict) -> None:
+        field = next(iter(body))
+        assert_error(await client.post("/smtp-policies", json={"name": "x", **body}, headers=alice.headers), 422)
+        response = await client.put(url, json=body, headers=alice.headers)
+        assert field in assert_error(response, 422)["error"], body
+
+    await check_each([{"spam_action": "quarantine"}, {"spam_action": None}, {"spam_threshold": "high"},
+                      {"spam_threshold": None}, {"spam_threshold": 1e9}, {"spam_threshold": True}], check)
+    got = (await client.get(url, headers=alice.headers)).json()
+    assert (got["spam_action"], got["spam_threshold"]) == ("reject", 8.0)

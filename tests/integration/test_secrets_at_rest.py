@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import select
 
-from conduit.db.base import Base
-from conduit.db.models import Account, ApiToken, OneTimeToken, RefreshToken, Webhook
+from conduit.storage.base import Base
+from conduit.storage.models import Account, ApiToken, OneTimeToken, RefreshToken, Webhook
 from tests.conftest import TEST_SECRET_KEY
 from tests.factories import PASSWORD, TotpCodes, create_webhook, user
 
@@ -46,7 +46,7 @@ async def _everything_stored(engine) -> str:
     return "\n".join(parts)
 
 
-async def _rows(engine, model, **where):  # noqa: ANN001
+async def _rows(engine, model, **where):
     async with engine.connect() as conn:
         query = select(model.__table__)
         for column, value in where.items():

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import update
 
 from conduit.clock import now
-from conduit.db.models import RefreshToken
+from conduit.crypto import Crypto
 from conduit.services import access_tokens
-from conduit.services.crypto import Crypto
+from conduit.storage.models import RefreshToken
 from tests.conftest import TEST_SECRET_KEY
 from tests.factories import PASSWORD, assert_error, audit_actions, bearer, execute, new_email, sign_in, sign_up, user
 

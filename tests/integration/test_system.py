@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# The specification's checker lives beside the repository (../shared), not in it: a plain clone has
+# no such directory, and then the contract test says so instead of failing.
 CHECK_CONTRACT = Path(__file__).resolve().parents[3] / "shared" / "tools" / "check_contract.py"
 
 
@@ -38,7 +42,8 @@ async def test_malformed_json_is_422_with_error_body(client):
 async def test_missing_field_is_422_naming_it(client):
     response = await client.post("/accounts", json={"email": "a@example.com"})
     assert response.status_code == 422
-    assert response.json() == {"code": "validation_error", "error": "password is required"}
+    assert response.json() == {"code": "validation_error", "error": "password is required",
+                               "details": [{"field": "password", "error": "is required"}]}
 
 
 async def test_non_object_body_is_422(client):
@@ -47,12 +52,14 @@ async def test_non_object_body_is_422(client):
     assert response.json()["code"] == "validation_error"
 
 
+@pytest.mark.skipif(not CHECK_CONTRACT.exists(), reason=f"the specification's checker is not at {CHECK_CONTRACT}")
 async def test_openapi_document_matches_the_api_reference(client, tmp_path):
     response = await client.get("http://testserver/openapi.json")
     assert response.status_code == 200
     document = tmp_path / "openapi.json"
     document.write_text(json.dumps(response.json()))
-    result = subprocess.run([sys.executable, str(CHECK_CONTRACT), str(document)], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, str(CHECK_CONTRACT), str(document)], capture_output=True, text=True,
+                            check=False)
     assert result.returncode == 0, result.stdout
 
 

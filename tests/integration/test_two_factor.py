@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import update
 
 from conduit.clock import now
-from conduit.db.models import OneTimeToken
+from conduit.storage.models import OneTimeToken
 from tests.factories import PASSWORD, TotpCodes, User, assert_error, audit_actions, bearer, execute, user
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -309,3 +309,55 @@ async def test_regenerate_when_not_enabled_is_422(client):
     me = await user(client)
     response = await client.post("/accounts/me/2fa/backup-codes", json={"code": "123456"}, headers=me.headers)
     assert_error(response, 422)
+
+
+# Codes written in other digits -----------------------------------------------------------
+
+# Unicode digits that str.isdigit() accepts but a TOTP code never has: each route answers them
+# like any wrong code (401 invalid_totp_code), even when they spell the valid code.
+OTHER_DIGITS = {"arabic-indic": "٠١٢٣٤٥٦٧٨٩", "full-width": "０１２３４５６７８９", "devanagari": "०१२३४५६७८९",
+                "superscript": "⁰¹²³⁴⁵⁶⁷⁸⁹"}
+
+
+def in_other_digits(code: str) -> list[str]:
+    """The code spelt in each of OTHER_DIGITS, and once with only its last digit full-width."""
+    spelt = [code.translate(str.maketrans("0123456789", digits)) for digits in OTHER_DIGITS.values()]
+    return [*spelt, code[:-1] + spelt[1][-1]]
+
+
+async def assert_refused_in_other_digits(codes: TotpCodes, send) -> None:
+    for code in in_other_digits(codes.totp.now()):
+        assert_error(await send(code), 401, "invalid_totp_code")
+
+
+async def test_codes_in_other_digits_are_wrong_codes_at_sign_in(client, two_factor_user):
+    me = two_factor_user
+    token = await challenge(client, me.user)
+    await assert_refused_in_other_digits(me.codes, lambda code: complete(client, token, code))
+    assert (await complete(client, token, me.codes.next())).status_code == 200
+
+
+async def test_codes_in_other_digits_are_wrong_codes_to_enable(client):
+    me = await user(client)
+    codes = await set_up(client, me)
+    await assert_refused_in_other_digits(
+        codes, lambda code: client.post("/accounts/me/2fa/enable", json={"code": code}, headers=me.headers))
+    enabled = await client.post("/accounts/me/2fa/enable", json={"code": codes.next()}, headers=me.headers)
+    assert enabled.status_code == 200, enabled.text
+
+
+async def test_codes_in_other_digits_are_wrong_codes_to_disable(client, two_factor_user):
+    me = two_factor_user
+    await assert_refused_in_other_digits(
+        me.codes, lambda code: client.request("DELETE", "/accounts/me/2fa", json={"code": code}, headers=me.headers))
+    disabled = await client.request("DELETE", "/accounts/me/2fa", json={"code": me.codes.next()}, headers=me.headers)
+    assert disabled.status_code == 204, disabled.text
+
+
+async def test_codes_in_other_digits_are_wrong_codes_to_regenerate_backup_codes(client, two_factor_user):
+    me = two_factor_user
+    await assert_refused_in_other_digits(
+        me.codes, lambda code: client.post("/accounts/me/2fa/backup-codes", json={"code": code}, headers=me.headers))
+    regenerated = await client.post("/accounts/me/2fa/backup-codes", json={"code": me.codes.next()},
+                                    headers=me.headers)
+    assert regenerated.status_code == 200, regenerated.text

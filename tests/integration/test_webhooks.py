@@ -7,11 +7,12 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from conduit.clock import new_id, now
-from conduit.db.engine import session_factory, transaction
-from conduit.db.models import DeliveryLog
 from conduit.services.maintenance import purge_expired
+from conduit.storage.engine import transaction
+from conduit.storage.models import DeliveryLog
 from tests.factories import (
     assert_error,
     audit_actions,
@@ -26,7 +27,8 @@ from tests.factories import (
 PUBLIC = "shared.example"
 TARGET = "https://hooks.example.net/inbound"
 WEBHOOK_FIELDS = {"id", "name", "address", "target_url", "active", "custom_headers", "payload_template",
-                  "rate_limit", "secret", "smtp_security_policy_id", "created_at", "updated_at"}
+                  "rate_limit", "secret", "smtp_security_policy_id", "created_at", "updated_at", "delivery_mode",
+                  "sync_timeout_ms"}
 LOG_FIELDS = {"id", "webhook_id", "attempted_at", "http_status", "duration_ms", "error", "sender",
               "smtp_message_id", "simulated"}
 
@@ -73,6 +75,7 @@ async def test_create_on_a_verified_domain_fills_in_the_defaults(client, alice, 
     assert created["custom_headers"] == {}
     assert created["payload_template"] is None
     assert created["smtp_security_policy_id"] is None
+    assert (created["delivery_mode"], created["sync_timeout_ms"]) == ("queued", 10000)
     # A Standard Webhooks secret: whsec_ + base64 of 32 random bytes.
     assert created["secret"].startswith("whsec_")
     assert len(base64.b64decode(created["secret"].removeprefix("whsec_"), validate=True)) == 32
@@ -250,6 +253,31 @@ async def test_a_payload_template_that_does_not_compile_is_422_with_its_line(cli
     assert await _list(client, alice) == []
 
 
+DEEP_TEMPLATES = [
+    "{{ a" + "|lower" * 1000 + " }}",
+    "{% if a %}" * 300 + "x" + "{% endif %}" * 300,
+    "{{ " + "[" * 500 + "]" * 500 + " }}",
+    "{% for a in b %}" * 100 + "{% endfor %}" * 100,
+]
+
+
+async def test_a_payload_template_nested_too_deeply_is_422_on_create_and_update(client, alice):
+    """Compiled in a renderer process: the parser's RecursionError (or Python's limit on nested
+    blocks) is a 422 naming the field, never a 500."""
+    created = await create_webhook(client, alice, "box@shared.example", payload_template="{{ subject }}")
+
+    async def check(template):
+        error = await _refused(client, alice, address="other@shared.example", target_url=TARGET,
+                               payload_template=template)
+        assert error.startswith("payload_template is nested too deeply to compile"), error
+        response = await client.put(f"/webhooks/{created['id']}", json={"payload_template": template},
+                                    headers=alice.headers)
+        assert assert_error(response, 422)["error"].startswith("payload_template is nested too deeply"), response.text
+
+    await check_each(DEEP_TEMPLATES, check)
+    assert [w["payload_template"] for w in await _list(client, alice)] == ["{{ subject }}"]
+
+
 async def test_a_payload_template_using_the_message_compiles(client, alice):
     template = ('{"from": {{ from|tojson }}, "subject": {{ subject|tojson }}'
                 '{% if text %}, "text": {{ text|tojson }}{% endif %}}')
@@ -264,6 +292,28 @@ async def test_a_negative_rate_limit_is_422(client, alice):
 
     await check_each([-1, -100], check)
     assert (await create_webhook(client, alice, "box@shared.example", rate_limit=0))["rate_limit"] == 0
+
+
+async def test_a_bad_delivery_mode_or_sync_timeout_is_422_on_create_and_update(client, alice):
+    created = await create_webhook(client, alice, "box@shared.example", delivery_mode="synchronous",
+                                   sync_timeout_ms=1000)
+    assert (created["delivery_mode"], created["sync_timeout_ms"]) == ("synchronous", 1000)
+
+    async def check(change):
+        field = next(iter(change))
+        error = await _refused(client, alice, address="new@shared.example", target_url=TARGET, **change)
+        assert field in error, error
+        response = await client.put(f"/webhooks/{created['id']}", json=change, headers=alice.headers)
+        assert field in assert_error(response, 422, "validation_error")["error"]
+
+    await check_each([{"delivery_mode": "sometimes"}, {"delivery_mode": "Synchronous"}, {"delivery_mode": None},
+                      {"delivery_mode": 1}, {"sync_timeout_ms": 999}, {"sync_timeout_ms": 60001},
+                      {"sync_timeout_ms": 0}, {"sync_timeout_ms": -5000}, {"sync_timeout_ms": "fast"},
+                      {"sync_timeout_ms": None}, {"sync_timeout_ms": 1500.5}], check)
+    assert [(w["delivery_mode"], w["sync_timeout_ms"]) for w in await _list(client, alice)] == [("synchronous", 1000)]
+    response = await client.put(f"/webhooks/{created['id']}", headers=alice.headers,
+                                json={"delivery_mode": "queued", "sync_timeout_ms": 60000})
+    assert (response.json()["delivery_mode"], response.json()["sync_timeout_ms"]) == ("queued", 60000)
 
 
 async def test_another_accounts_policy_is_422(client, alice):
@@ -317,7 +367,7 @@ PRIVATE_TARGETS = [
 ]
 
 
-def _publish_attacker_names(dns) -> None:  # noqa: ANN001
+def _publish_attacker_names(dns) -> None:
     dns.add("internal.attacker.example", "A", "127.0.0.1")
     dns.add("v6only.attacker.example", "AAAA", "::1")
     dns.add("mixed.attacker.example", "A", "93.184.216.34")
@@ -555,7 +605,7 @@ async def _insert_logs(engine, webhook_id: str, count: int, *, status: str = "de
             for i in range(count)]
     newest_first = [r.id for r in rows]
     rows = rows[1::2] + rows[::2]
-    async with transaction(session_factory(engine)) as session:
+    async with transaction(async_sessionmaker(engine)) as session:
         session.add_all(rows)
     return newest_first
 
@@ -584,7 +634,8 @@ async def test_logs_are_listed_newest_first_with_their_fields(client, alice, eng
     assert logs[0]["simulated"] is False and logs[1]["simulated"] is True
     attempted = [log["attempted_at"] for log in logs]
     assert attempted == sorted(attempted, reverse=True)
-    assert "response_excerpt" not in logs[0]
+    # Beyond the reference: the start of the receiver's answer (the dashboard's log view shows it).
+    assert logs[0]["response_excerpt"] == "ok"
 
 
 async def test_logs_are_paged(client, alice, engine):
@@ -678,11 +729,11 @@ async def test_deleting_a_webhook_deletes_its_logs(client, alice, engine):
     assert count == 0
 
 
-async def test_delivery_logs_past_retention_are_purged(client, alice, engine, settings):
+async def test_delivery_logs_past_retention_are_purged(client, alice, engine, database, settings):
     created = await create_webhook(client, alice, "box@shared.example")
     await _insert_logs(engine, created["id"], 1, start_minutes_ago=(settings.log_retention_days * 24 + 1) * 60)
     recent = await _insert_logs(engine, created["id"], 1)
     assert len((await _logs(client, alice, created["id"])).json()) == 2
-    async with transaction(session_factory(engine)) as session:
+    async with database.transaction() as session:
         await purge_expired(session, settings=settings)
     assert [log["id"] for log in (await _logs(client, alice, created["id"])).json()] == recent

@@ -27,8 +27,8 @@ class Conduit:
                     "CONDUIT_SMTP_PORT": str(self.smtp_port), "CONDUIT_SECRET_KEY": "k" * 40,
                     "CONDUIT_PUBLIC_DOMAINS": PUBLIC, "CONDUIT_ALLOW_PRIVATE_TARGETS": "true",
                     "CONDUIT_INBOUND_AUTH_CHECKS": "false", "CONDUIT_RETRY_SCHEDULE": "0,0.5,0.5,0.5",
-                    # A short HTTP timeout makes a short lease: the killed worker's jobs resume soon.
-                    "CONDUIT_DELIVERY_TIMEOUT": "1",
+                    # A short lease: the killed worker's jobs resume soon.
+                    "CONDUIT_DELIVERY_TIMEOUT": "1", "CONDUIT_DELIVERY_LEASE": "6",
                     "CONDUIT_LOG_LEVEL": "WARNING",
                     **{f"CONDUIT_{key.upper()}": value for key, value in env.items()}}
         self.log = tmp_path / "conduit.log"

@@ -9,7 +9,8 @@ from email.message import EmailMessage
 import aiosmtplib
 
 
-def _mail(to: str, subject: str = "Hello", body: str = "Hi there\n", sender: str = "ann@sender.example") -> EmailMessage:
+def _mail(to: str, subject: str = "Hello", body: str = "Hi there\n",
+          sender: str = "ann@sender.example") -> EmailMessage:
     message = EmailMessage()
     message["From"] = f"Ann <{sender}>"
     message["To"] = to

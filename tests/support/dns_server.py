@@ -39,7 +39,7 @@ def _rdata(rtype: str, value):
 
 @dataclass
 class _Zone:
-    records: dict[str, list[tuple[str, object]]] = field(default_factory=dict)
+    records: dict[str, list[tuple[str, object, int]]] = field(default_factory=dict)
     behaviours: dict[str, str] = field(default_factory=dict)
     queries: list[tuple[str, str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -74,14 +74,14 @@ class _Resolver:
         name, seen = qname, set()
         while name in records and name not in seen:  # follow CNAMEs inside our zone, as an authority does
             seen.add(name)
-            cname = [rdata for rtype, rdata in records[name] if rtype == "CNAME"]
+            cname = [(rdata, ttl) for rtype, rdata, ttl in records[name] if rtype == "CNAME"]
             if cname and qtype != "CNAME":
-                reply.add_answer(RR(name, QTYPE.CNAME, rdata=cname[0], ttl=_TTL))
-                name = str(cname[0].label)
+                reply.add_answer(RR(name, QTYPE.CNAME, rdata=cname[0][0], ttl=cname[0][1]))
+                name = str(cname[0][0].label)
                 continue
-            for rtype, rdata in records[name]:
+            for rtype, rdata, ttl in records[name]:
                 if rtype == qtype:
-                    reply.add_answer(RR(name, getattr(QTYPE, rtype), rdata=rdata, ttl=_TTL))
+                    reply.add_answer(RR(name, getattr(QTYPE, rtype), rdata=rdata, ttl=ttl))
             break
         if handler.protocol == "udp" and len(reply.pack()) > _UDP_LIMIT:
             # Like a classic server: question kept, answers dropped, TC set; the client retries over TCP.
@@ -104,12 +104,12 @@ class LoopbackDNS:
         self.port = 0
 
     # -- records -------------------------------------------------------------
-    def add(self, name: str, rtype: str, value) -> None:
+    def add(self, name: str, rtype: str, value, ttl: int = _TTL) -> None:
         """Add a record: TXT "text" (or a list of strings), MX "10 mx.example.com", A, AAAA, CNAME."""
         rtype = rtype.upper()
         rdata = _rdata(rtype, value)
         with self._zone.lock:
-            self._zone.records.setdefault(_key(name), []).append((rtype, rdata))
+            self._zone.records.setdefault(_key(name), []).append((rtype, rdata, ttl))
 
     def set_behaviour(self, name: str, behaviour: str | None) -> None:
         """Make every query for ``name`` answer SERVFAIL or never answer; None restores normal."""

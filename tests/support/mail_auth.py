@@ -60,13 +60,16 @@ class DkimKey:
                                                   serialization.PublicFormat.SubjectPublicKeyInfo)
         return f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode()}"
 
-    def publish(self, dns) -> None:  # noqa: ANN001 - tests.support.dns_server.LoopbackDNS
+    def publish(self, dns) -> None:
         dns.add(self.record_name, "TXT", self.record)
+
+    @property
+    def private_pem(self) -> bytes:
+        return self._key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                       serialization.NoEncryption())
 
     def sign(self, message: bytes) -> bytes:
         """``message`` (CRLF line endings) with a DKIM-Signature header prepended."""
-        pem = self._key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                                      serialization.NoEncryption())
-        signature = dkim.sign(message, self.selector.encode(), self.domain.encode(), pem,
+        signature = dkim.sign(message, self.selector.encode(), self.domain.encode(), self.private_pem,
                               include_headers=[b"From", b"To", b"Subject", b"Date", b"Message-ID"])
         return signature + message

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from conduit import runtime
 from conduit.config import Settings
+from conduit.services.route_cache import RouteChanges
+from conduit.storage.database import Database
 
 
 def free_port() -> int:
@@ -54,9 +56,16 @@ async def wait_for_port(port: int, timeout: float = 10.0) -> None:
 
 
 @asynccontextmanager
-async def running(settings: Settings, roles: frozenset[str] = frozenset({"smtp", "worker"})) -> AsyncIterator[None]:
+async def running(settings: Settings, roles: frozenset[str] = frozenset({"smtp", "worker"}),
+                  database: Database | None = None) -> AsyncIterator[None]:
+    """The roles, until the block ends. ``database``: the test's own (that of its in-process API),
+    whose commits the SMTP server's route cache hears of, as `conduit serve`'s API shares its
+    Database with its SMTP server."""
+    changes = RouteChanges()
+    if database is not None:
+        changes.watch(database)
     stop = asyncio.Event()
-    task = asyncio.create_task(runtime.run(settings, roles=roles, stop=stop))
+    task = asyncio.create_task(runtime.run(settings, roles=roles, stop=stop, route_changes=changes))
     try:
         if "smtp" in roles:
             await wait_for_port(settings.smtp_port)

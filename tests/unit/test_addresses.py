@@ -119,7 +119,7 @@ def test_forbidden_target_accepts_address_objects():
 
 
 def test_forbidden_target_rejects_host_names():
-    with pytest.raises(ValueError, match="'example.com' is not an IP address"):
+    with pytest.raises(ValueError, match=r"'example\.com' is not an IP address"):
         is_forbidden_target("example.com")
 
 

@@ -9,7 +9,12 @@ import sys
 
 import pytest
 
-from conduit.config import DEFAULT_DATABASE_URL, ConfigError, load_settings
+from conduit.config import (
+    DEFAULT_DATABASE_URL,
+    ConfigError,
+    child_environment,
+    load_settings,
+)
 
 KEY = "k" * 40
 
@@ -32,6 +37,7 @@ def test_defaults(tmp_path):
     assert settings.access_token_ttl == 900
     assert settings.audit_retention_days == 180
     assert settings.public_base_url == "http://127.0.0.1:8080"
+    assert (settings.inbound_auth_checks, settings.inbound_auth_dns_cache_size) == (True, 10_000)
 
 
 def test_environment_variables_are_read(monkeypatch):
@@ -58,7 +64,18 @@ def test_environment_variables_are_read(monkeypatch):
     ("CONDUIT_LOG_LEVEL", "LOUD"),
     ("CONDUIT_ACCESS_TOKEN_TTL", "0"),
     ("CONDUIT_AUDIT_RETENTION_DAYS", "-5"),
+    ("CONDUIT_INBOUND_AUTH_DNS_CACHE_SIZE", "-1"),
     ("CONDUIT_SECRET_KEY", "too short"),
+    ("CONDUIT_RENDER_PROCESSES", "0"),
+    ("CONDUIT_RENDER_MEMORY_MB", "64"),
+    ("CONDUIT_RENDER_TIMEOUT", "-1"),
+    ("CONDUIT_RENDER_TIMEOUT", "4.5"),
+    ("CONDUIT_RSPAMD_URL", "ftp://127.0.0.1:11333"),
+    ("CONDUIT_RSPAMD_URL", "http://user:pw@127.0.0.1:11333"),
+    ("CONDUIT_RSPAMD_TIMEOUT", "0"),
+    ("CONDUIT_RSPAMD_FAIL", "sometimes"),
+    ("CONDUIT_MESSAGE_RETENTION_DAYS", "-1"),
+    ("CONDUIT_KEEP_RAW_DAYS", "-2"),
 ])
 def test_an_invalid_setting_is_one_line_naming_it(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
@@ -68,6 +85,20 @@ def test_an_invalid_setting_is_one_line_naming_it(monkeypatch, name, value):
     assert name in message
     assert "\n" not in message
     assert value not in message or name == "CONDUIT_TRUSTED_PROXIES"  # it says why, it does not echo secrets
+
+
+def test_messages_are_kept_three_days_unless_told_and_the_old_name_still_works(monkeypatch):
+    assert load_settings(secret_key=KEY).message_retention_days == 3
+    monkeypatch.setenv("CONDUIT_KEEP_RAW_DAYS", "0")
+    assert load_settings(secret_key=KEY).message_retention_days == 0
+    monkeypatch.setenv("CONDUIT_MESSAGE_RETENTION_DAYS", "0")  # both, agreeing
+    assert load_settings(secret_key=KEY).message_retention_days == 0
+    monkeypatch.setenv("CONDUIT_MESSAGE_RETENTION_DAYS", "7")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(secret_key=KEY)
+    assert "CONDUIT_KEEP_RAW_DAYS" in str(raised.value) and "CONDUIT_MESSAGE_RETENTION_DAYS" in str(raised.value)
+    monkeypatch.delenv("CONDUIT_KEEP_RAW_DAYS")
+    assert load_settings(secret_key=KEY).message_retention_days == 7
 
 
 def test_a_toml_file_is_read_and_the_environment_wins(monkeypatch, tmp_path):
@@ -87,7 +118,7 @@ def test_an_invalid_value_in_the_toml_file_names_the_setting(tmp_path):
 
 
 def test_a_missing_toml_file_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match="nope.toml"):
+    with pytest.raises(ConfigError, match=r"nope\.toml"):
         load_settings(str(tmp_path / "nope.toml"))
 
 
@@ -146,3 +177,30 @@ def test_a_too_short_key_file_is_a_config_error(tmp_path):
     (tmp_path / "conduit.secret").write_text("short\n")
     with pytest.raises(ConfigError, match="CONDUIT_SECRET_KEY"):
         load_settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/conduit.db")
+
+
+def test_the_proxy_protocol_needs_trusted_proxies(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path}/c.db"
+    with pytest.raises(ConfigError, match="CONDUIT_SMTP_PROXY_PROTOCOL needs CONDUIT_TRUSTED_PROXIES"):
+        load_settings(database_url=url, secret_key="k" * 40, smtp_proxy_protocol=True)
+    settings = load_settings(database_url=url, secret_key="k" * 40, smtp_proxy_protocol=True,
+                             trusted_proxies="10.0.0.0/8, 192.0.2.7")
+    assert settings.smtp_proxy_protocol and len(settings.trusted_proxy_networks) == 2
+
+
+def test_render_settings_have_defaults_and_are_read(monkeypatch):
+    settings = load_settings(secret_key=KEY)
+    assert (settings.render_processes, settings.render_memory_mb, settings.render_timeout) == (2, 768, 2.0)
+    monkeypatch.setenv("CONDUIT_RENDER_PROCESSES", "3")
+    monkeypatch.setenv("CONDUIT_RENDER_MEMORY_MB", "256")
+    monkeypatch.setenv("CONDUIT_RENDER_TIMEOUT", "0.5")
+    settings = load_settings(secret_key=KEY)
+    assert (settings.render_processes, settings.render_memory_mb, settings.render_timeout) == (3, 256, 0.5)
+
+
+def test_renderer_processes_get_the_environment_without_conduit_settings(monkeypatch):
+    monkeypatch.setenv("CONDUIT_SECRET_KEY", KEY)
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    environment = child_environment()
+    assert environment["LANG"] == "C.UTF-8"
+    assert not [name for name in environment if name.startswith("CONDUIT_")]

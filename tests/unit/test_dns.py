@@ -133,7 +133,8 @@ async def test_nxdomain(dns_server):
 
 async def test_no_records_of_that_type(dns_server):
     dns_server.add("example.com", "TXT", "only text")
-    with pytest.raises(DnsLookupError, match="MX lookup for example.com failed: the name has no MX records") as caught:
+    with pytest.raises(DnsLookupError,
+                       match=r"MX lookup for example\.com failed: the name has no MX records") as caught:
         await lookup_mx(make_resolver(dns_server.servers), "example.com")
     assert caught.value.kind == "no_records"
 
@@ -237,7 +238,7 @@ async def test_resolve_addresses_ip_literal_skips_dns(dns_server):
 async def test_resolve_addresses_no_records(dns_server):
     dns_server.add("textonly.example.com", "TXT", "x")
     with pytest.raises(
-        DnsLookupError, match="A/AAAA lookup for textonly.example.com failed: the name has no A or AAAA"
+        DnsLookupError, match=r"A/AAAA lookup for textonly\.example\.com failed: the name has no A or AAAA"
     ):
         await resolve_addresses(make_resolver(dns_server.servers), "textonly.example.com")
 

@@ -1,6 +1,6 @@
 import pytest
 
-from conduit.services.domain_names import normalize_domain_name
+from conduit.net.domain_names import normalize_domain_name
 
 
 @pytest.mark.parametrize(

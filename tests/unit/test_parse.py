@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import http.server
 import json
 import random
+import threading
 import tracemalloc
 from datetime import UTC, datetime, timedelta, timezone
 from email import policy
@@ -15,24 +17,24 @@ from email.utils import parsedate_to_datetime
 import pytest
 
 from conduit.mail import parse
-from conduit.mail.parse import AuthResults, DkimResult, Envelope, build_payload, template_context
+from conduit.mail.parse import AuthResults, DkimResult, DmarcResult, Envelope, build_payload, template_context
 
 RECEIVED = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
 
 def payload_of(raw: bytes, *, rcpt_to: str = "hook@example.com", limit: int = 10 * 1024 * 1024, **overrides) -> dict:
-    arguments = dict(
-        message_id="msg_1",
-        received_at=RECEIVED,
-        envelope=Envelope(mail_from="sender@example.org", rcpt_to=(rcpt_to,), remote_ip="203.0.113.9",
+    arguments = {
+        "message_id": "msg_1",
+        "received_at": RECEIVED,
+        "envelope": Envelope(mail_from="sender@example.org", rcpt_to=(rcpt_to,), remote_ip="203.0.113.9",
                           helo="mx.example.org", tls=True, auth_user=None),
-        rcpt_to=rcpt_to,
-        webhook_id="wh_1",
-        webhook_address="hook@example.com",
-        auth=AuthResults(),
-        simulated=False,
-        max_inline_attachment_bytes=limit,
-    )
+        "rcpt_to": rcpt_to,
+        "webhook_id": "wh_1",
+        "webhook_address": "hook@example.com",
+        "auth": AuthResults(),
+        "simulated": False,
+        "max_inline_attachment_bytes": limit,
+    }
     payload = build_payload(raw, **(arguments | overrides))
     # Always valid UTF-8 JSON: no lone surrogates from undecodable bytes anywhere.
     json.dumps(payload, ensure_ascii=False).encode("utf-8")
@@ -78,7 +80,8 @@ def test_simple_message_fields():
     assert payload["reply_to"] == [{"address": "replies@example.org", "name": ""}]
     assert payload["subject"] == "Hello there"
     assert payload["date"] == "2024-05-01T12:30:00Z"
-    assert payload["text"] == "Hi!\r\n"
+    assert payload["text"] == "Hi!\n"
+    assert payload["text_from_html"] is False
     assert payload["html"] is None
     assert payload["reply_text"] == "Hi!"
     assert payload["mailbox_hash"] is None
@@ -105,15 +108,17 @@ def test_repeated_headers_are_all_listed():
 
 def test_auth_and_simulated_fields():
     auth = AuthResults(spf_result="pass", spf_domain="example.org",
-                       dkim=(DkimResult("example.org", "pass"), DkimResult("other.net", "fail")), dmarc="pass")
+                       dkim=(DkimResult("example.org", "pass"), DkimResult("other.net", "fail")),
+                       dmarc=DmarcResult("pass", policy="reject", domain="example.org"))
     payload = payload_of(SIMPLE, auth=auth, simulated=True)
     assert payload["auth"] == {
         "spf": {"result": "pass", "domain": "example.org"},
         "dkim": [{"domain": "example.org", "result": "pass"}, {"domain": "other.net", "result": "fail"}],
-        "dmarc": "pass",
+        "dmarc": {"result": "pass", "policy": "reject", "domain": "example.org"},
     }
     assert payload["simulated"] is True
-    assert payload_of(SIMPLE)["auth"] == {"spf": {"result": "none", "domain": None}, "dkim": [], "dmarc": "none"}
+    assert payload_of(SIMPLE)["auth"] == {"spf": {"result": "none", "domain": None}, "dkim": [],
+                                          "dmarc": {"result": "none", "policy": None, "domain": None}}
 
 
 @pytest.mark.parametrize(
@@ -189,7 +194,7 @@ def test_plain_dates_are_read_as_the_stdlib_reads_them():
         assert parse._plain_date(other) is None, other  # left to the stdlib
 
 
-def _as_parsed(msg) -> tuple:  # noqa: ANN001 - an email Message
+def _as_parsed(msg) -> tuple:
     return (type(msg), msg._headers, msg.get_payload(), [type(d) for d in msg.defects], msg.get_unixfrom())
 
 
@@ -251,7 +256,7 @@ def test_missing_headers_give_nulls_and_empty_lists():
     payload = payload_of(b"\r\njust a body\r\n")
     assert (payload["subject"], payload["message_id"], payload["date"]) == (None, None, None)
     assert payload["from"] == payload["to"] == payload["cc"] == payload["reply_to"] == payload["headers"] == []
-    assert payload["text"] == "just a body\r\n"
+    assert payload["text"] == "just a body\n"
 
 
 # -- MIME shapes ---------------------------------------------------------------------
@@ -274,8 +279,8 @@ def _rich_message() -> EmailMessage:
 
 def test_alternative_related_and_attachments():
     payload = payload_of(_rich_message().as_bytes(policy=policy.SMTP))
-    assert payload["text"].replace("\r\n", "\n") == "Plain text, with ümlauts.\n"
-    assert payload["html"].replace("\r\n", "\n") == "<p>HTML with <img src='cid:logo@example.org'></p>\n"
+    assert payload["text"] == "Plain text, with ümlauts.\n"
+    assert payload["html"] == "<p>HTML with <img src='cid:logo@example.org'></p>\n"
     by_name = {a["content_type"]: a for a in payload["attachments"]}
     assert set(by_name) == {"image/png", "application/pdf", "text/csv"}
     image = by_name["image/png"]
@@ -294,8 +299,8 @@ def test_agrees_with_the_stdlib_parser_on_well_formed_mail():
     raw = _rich_message().as_bytes(policy=policy.SMTP)
     reference = BytesParser(policy=policy.default).parsebytes(raw)
     payload = payload_of(raw)
-    assert payload["text"] == reference.get_body(("plain",)).get_content()
-    assert payload["html"] == reference.get_body(("html",)).get_content()
+    assert payload["text"] == reference.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert payload["html"] == reference.get_body(("html",)).get_content().replace("\r\n", "\n")
     leaves = [part for part in reference.walk() if not part.is_multipart()][2:]  # after text and html
     assert [base64.b64decode(a["content"]) for a in payload["attachments"]] == [
         part.get_payload(decode=True) for part in leaves
@@ -440,7 +445,7 @@ def test_multipart_without_boundary_is_text():
 
 def test_boundary_that_never_appears():
     payload = payload_of(crlf("Content-Type: multipart/mixed; boundary=zzz\n\n--other\n\nbody"))
-    assert payload["text"] == "--other\r\n\r\nbody"
+    assert payload["text"] == "--other\n\nbody"
     assert any("never appears" in w for w in payload["parse_warnings"])
 
 
@@ -486,7 +491,7 @@ def test_unknown_transfer_encoding_passes_raw():
 def test_no_blank_line_between_headers_and_body():
     payload = payload_of(crlf("Subject: hi\nthis line is no header\nmore"))
     assert payload["subject"] == "hi"
-    assert payload["text"] == "this line is no header\r\nmore"
+    assert payload["text"] == "this line is no header\nmore"
     assert any("no empty line" in w for w in payload["parse_warnings"])
 
 
@@ -565,8 +570,8 @@ On Mon, Apr 29, 2024 at 10:00 AM Bob <bob@example.com> wrote:
 
 
 def test_reply_text_other_language():
-    raw = crlf("Content-Type: text/plain; charset=utf-8\n\nDanke!\n\n"
-               "Am 29.04.2024 um 10:00 schrieb Bob <bob@example.com>:\n> Hallo\n".encode())
+    raw = crlf(b"Content-Type: text/plain; charset=utf-8\n\nDanke!\n\n"
+               b"Am 29.04.2024 um 10:00 schrieb Bob <bob@example.com>:\n> Hallo\n")
     assert payload_of(raw)["reply_text"] == "Danke!"
 
 
@@ -576,19 +581,147 @@ def test_reply_text_keeps_lists():
 
 
 def test_reply_text_is_null_without_text():
-    raw = crlf("Content-Type: text/html\n\n<p>only html</p>")
-    assert payload_of(raw)["reply_text"] is None
+    raw = crlf("Content-Type: image/png\nContent-Transfer-Encoding: base64\n\niVBORw0KGgo=")
+    payload = payload_of(raw)
+    assert (payload["text"], payload["html"], payload["reply_text"]) == (None, None, None)
+    assert payload["text_from_html"] is False
 
 
 def test_reply_text_of_long_text_without_quotes_is_the_text():
     text = "line of a long message\r\n" * 5000
     payload = payload_of(b"\r\n" + text.encode())
-    assert payload["reply_text"] == text
+    assert payload["reply_text"] == payload["text"] == text.replace("\r\n", "\n")
 
 
 def test_reply_text_survives_blank_line_floods():
     payload = payload_of(b"\r\nhello" + b"\r\n" * 30000 + b"bye")
     assert payload["reply_text"].startswith("hello")
+
+
+# -- line endings --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ending", ["\r\n", "\n", "\r"], ids=["crlf", "lf", "cr"])
+def test_text_fields_end_lines_with_lf_whatever_the_message_uses(ending):
+    body = ending.join(["Thanks!", "", "On Mon, 1 Jan 2024 at 10:00, Bob <bob@example.com> wrote:", "> hi", ""])
+    html = ending.join(["<p>one</p>", "<pre>a", "b</pre>", ""])
+    raw = ("Content-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n"
+           + body + "\r\n--b\r\nContent-Type: text/html\r\n\r\n" + html + "\r\n--b--\r\n").encode()
+    payload = payload_of(raw)
+    assert payload["text"] == "Thanks!\n\nOn Mon, 1 Jan 2024 at 10:00, Bob <bob@example.com> wrote:\n> hi\n"
+    assert payload["html"] == "<p>one</p>\n<pre>a\nb</pre>\n"
+    assert payload["reply_text"] == "Thanks!"
+
+
+def test_mixed_line_endings_become_lf():
+    payload = payload_of(b"\r\none\rtwo\r\nthree\nfour\r\r\nfive")
+    assert payload["text"] == "one\ntwo\nthree\nfour\n\nfive"
+
+
+# -- HTML-only mail --------------------------------------------------------------------
+
+GMAIL_HTML = """\
+<div dir="ltr">Hi,<br><br>Thanks for the quick answer! Friday works for me.<br><br>Alice</div>
+<div style="display:none">preview text that mail clients hide</div>
+<br><div class="gmail_quote"><div dir="ltr" class="gmail_attr">On Wed, May 1, 2024 at 4:02 PM Shop Support
+&lt;<a href="mailto:support@example.com">support@example.com</a>&gt; wrote:<br></div>
+<blockquote class="gmail_quote">Hello Alice,<br><br>your order ships tomorrow.</blockquote></div>
+"""
+
+
+def test_html_only_mail_gets_text_and_reply_text_from_the_html():
+    payload = payload_of(crlf("Content-Type: text/html; charset=utf-8\n\n" + GMAIL_HTML))
+    assert payload["text_from_html"] is True
+    assert payload["html"] == GMAIL_HTML
+    assert payload["text"] == (
+        "Hi,\n\nThanks for the quick answer! Friday works for me.\n\nAlice\n\n"
+        "On Wed, May 1, 2024 at 4:02 PM Shop Support <support@example.com> wrote:\n"
+        "Hello Alice,\n\nyour order ships tomorrow.")
+    assert payload["reply_text"] == "Hi,\n\nThanks for the quick answer! Friday works for me.\n\nAlice"
+    assert payload["parse_warnings"] == []
+
+
+def test_html_text_keeps_the_layout_of_blocks_lists_tables_and_pre():
+    html = ("<h1>Order</h1><p>Your <b>order</b> &amp; receipt:</p><ul><li>one</li><li>two</li></ul>"
+            "<table><tr><th>Item</th><th>Qty</th></tr><tr><td>Widget</td><td>2</td></tr></table>"
+            "<pre>  keep\n    this</pre><script>alert(1)</script><style>p {color: red}</style>")
+    payload = payload_of(crlf("Content-Type: text/html\n\n" + html))
+    assert payload["text"] == ("Order\n\nYour order & receipt:\n\n  * one\n  * two\nItem  Qty\nWidget  2\n"
+                               "  keep\n    this")
+
+
+def test_mail_with_a_text_part_keeps_it_and_says_so():
+    raw = crlf("Content-Type: multipart/alternative; boundary=b\n\n--b\nContent-Type: text/plain\n\nplain\n"
+               "--b\nContent-Type: text/html\n\n<p>html</p>\n--b--\n")
+    payload = payload_of(raw)
+    assert (payload["text"], payload["text_from_html"]) == ("plain", False)
+
+
+def test_html_text_fetches_nothing():
+    """Remote images, stylesheets, frames and a DTD point at a real server on loopback: making
+    the text requests none of them."""
+    requests: list[str] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # the stdlib's name for the GET handler
+            requests.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"<!ENTITY x 'fetched'>")
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        html = (f'<!DOCTYPE html SYSTEM "{base}/evil.dtd"><html><head><link rel="stylesheet" href="{base}/a.css">'
+                f'</head><body><img src="{base}/pixel.gif" alt="pixel"><iframe src="{base}/frame"></iframe>'
+                f'<object data="{base}/object"></object><p>visible &x;</p></body></html>')
+        payload = payload_of(crlf("Content-Type: text/html\n\n" + html))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert payload["text"].startswith("visible")
+    assert "fetched" not in payload["text"]
+    assert requests == []
+
+
+def test_huge_html_is_capped_with_a_warning():
+    html = "<p>" + "word " * 300_000 + "</p><p>the end</p>"  # 1.5 million characters
+    payload = payload_of(("Content-Type: text/html\r\n\r\n" + html).encode())
+    assert payload["text_from_html"] is True
+    assert payload["text"].startswith("word word")
+    assert "the end" not in payload["text"]
+    assert any("longer than" in w for w in payload["parse_warnings"])
+
+
+def test_deeply_nested_html_keeps_what_comes_before_with_a_warning():
+    html = "<p>before</p>" + "<div>" * 100_000 + "deep" + "</div>" * 100_000
+    payload = payload_of(("Content-Type: text/html\r\n\r\n" + html).encode())
+    assert payload["text"] == "before"
+    assert any("nested too deeply" in w for w in payload["parse_warnings"])
+
+
+@pytest.mark.parametrize("html", [
+    '<div style="padding-left: 100000em">' + "line<br>" * 2000,  # padding written on every line
+    '<p style="margin-top: 100000em">x</p>' * 500,  # margins written as blank lines
+    "<table><tr><td>" + "x" * 50_000 + "</td></tr>" + "<tr><td>y</td><td>z</td></tr>" * 2000 + "</table>",
+    "<ul>" * 250 + "<li>x" * 5000,
+], ids=["padding", "margin", "aligned-table", "nested-lists"])
+def test_html_text_grows_no_faster_than_the_html(html):
+    """Layout that would multiply the text (column alignment, indentation, CSS lengths) is
+    bounded: the text is at most a few times as long as the HTML."""
+    payload = payload_of(("Content-Type: text/html\r\n\r\n" + html).encode())
+    assert payload["text_from_html"] is True
+    assert 0 < len(payload["text"]) <= 8 * len(html)
+
+
+def test_html_that_is_only_whitespace_or_comments_gives_empty_text():
+    payload = payload_of(crlf("Content-Type: text/html\n\n  <!-- nothing -->  "))
+    assert (payload["text"], payload["text_from_html"], payload["reply_text"]) == ("", True, "")
 
 
 # -- template context and memory -----------------------------------------------------
@@ -616,9 +749,9 @@ def test_25_mib_stays_within_a_few_times_its_size(shape):
                b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
                + base64.encodebytes(data).replace(b"\n", b"\r\n") + b"--b--\r\n")
         del data
-    arguments = dict(message_id="m", received_at=RECEIVED, envelope=Envelope("", ("a@example.com",)),
-                     rcpt_to="a@example.com", webhook_id="w", webhook_address="a@example.com", auth=AuthResults(),
-                     simulated=False, max_inline_attachment_bytes=size)
+    arguments = {"message_id": "m", "received_at": RECEIVED, "envelope": Envelope("", ("a@example.com",)),
+                     "rcpt_to": "a@example.com", "webhook_id": "w", "webhook_address": "a@example.com",
+                     "auth": AuthResults(), "simulated": False, "max_inline_attachment_bytes": size}
     tracemalloc.start()
     try:
         payload = build_payload(raw, **arguments)

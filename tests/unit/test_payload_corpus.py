@@ -1,7 +1,7 @@
 """The payload of every message in a corpus is exactly the one stored for it.
 
 Why: parsing is tuned for speed (fast paths that skip the stdlib's structured header parser
-and mail-parser-reply when they cannot change the result); any difference in the JSON a
+when it cannot change the result, reply_text's own extractor); any difference in the JSON a
 receiver gets is a regression. The corpus holds the messages of test_parse.py, test_reply.py
 and test_synthetic.py, some of test_parse.py's random mutations, realistic mail (replies with
 history, HTML alternatives, attachments, encoded words, other charsets, odd addresses) in
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from conduit.delivery.render import encode_payload
 from conduit.mail import parse
-from conduit.mail.parse import AuthResults, DkimResult, Envelope, build_payload
+from conduit.mail.parse import AuthResults, DkimResult, DmarcResult, Envelope, build_payload
+from conduit.mail.render import encode_payload
 
 CORPUS = Path(__file__).parent / "payload_corpus"
 EXPECTED = CORPUS / "expected.json"
@@ -58,11 +58,13 @@ GENERATED: dict[str, Callable[[], bytes]] = {
     "long_text_with_signature_late": lambda: (
         b"\r\n" + b"plain line, nothing to strip\r\n" * 1500 + b"\r\n-- \r\nBob\r\n"),
     "blank_line_flood": lambda: b"\r\nhello" + b"\r\n" * 30000 + b"bye",
-    "very_long_header": lambda: ("Subject: " + "=?utf-8?q?a?= " * 3000 + "\r\n\r\nx").encode(),
+    "very_long_header": ("Subject: " + "=?utf-8?q?a?= " * 3000 + "\r\n\r\nx").encode,
     "over_the_header_budget": _over_the_header_budget,
 }
 
 RECEIVED = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+SPAM = {"score": 1.2, "required_score": 15.0, "action": "no action",
+        "symbols": [{"name": "DATE_IN_PAST", "score": 1.0}, {"name": "MIME_GOOD", "score": -0.1}]}
 FROM_ARGUMENTS = {  # the fields that come from build_payload's arguments, not from the message
     "id": "msg_1",
     "event": "email.received",
@@ -71,7 +73,8 @@ FROM_ARGUMENTS = {  # the fields that come from build_payload's arguments, not f
                  "helo": "mx.example.org", "tls": True, "auth_user": "user"},
     "mailbox_hash": "tag",
     "auth": {"spf": {"result": "pass", "domain": "example.org"}, "dkim": [{"domain": "example.org", "result": "pass"}],
-             "dmarc": "pass"},
+             "dmarc": {"result": "pass", "policy": "reject", "domain": "example.org"}},
+    "spam": SPAM,
     "webhook": {"id": "wh_1", "address": "hook@example.com"},
     "simulated": False,
 }
@@ -84,8 +87,8 @@ def _built(raw: bytes) -> dict:
                           helo="mx.example.org", tls=True, auth_user="user"),
         rcpt_to="hook+tag@example.com", webhook_id="wh_1", webhook_address="hook@example.com",
         auth=AuthResults(spf_result="pass", spf_domain="example.org", dkim=(DkimResult("example.org", "pass"),),
-                         dmarc="pass"),
-        simulated=False, max_inline_attachment_bytes=64 * 1024,
+                         dmarc=DmarcResult("pass", policy="reject", domain="example.org")),
+        simulated=False, max_inline_attachment_bytes=64 * 1024, spam=SPAM,
     )
 
 
@@ -95,7 +98,8 @@ def _payload(raw: bytes) -> dict:
 
 EXPECTED_ORDER = [
     "id", "event", "received_at", "envelope", "message_id", "from", "to", "cc", "reply_to", "subject", "date", "text",
-    "html", "reply_text", "mailbox_hash", "headers", "attachments", "auth", "webhook", "simulated", "parse_warnings",
+    "text_from_html", "html", "reply_text", "mailbox_hash", "headers", "attachments", "raw_url", "auth", "spam",
+    "webhook", "simulated", "parse_warnings",
 ]
 
 

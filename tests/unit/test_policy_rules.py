@@ -30,18 +30,19 @@ def test_parse_domain_list_empty(value):
 
 
 def test_parse_domain_list_names_the_bad_entry():
-    with pytest.raises(ValueError, match="'bad_domain.com' is not a valid domain name"):
+    with pytest.raises(ValueError, match=r"'bad_domain\.com' is not a valid domain name"):
         parse_domain_list("example.com, bad_domain.com")
 
 
 def test_parse_smtp_credentials_splits_at_the_first_colon():
-    assert parse_smtp_credentials("relay:pa:ss:word") == ("relay", "pa:ss:word")
-    assert parse_smtp_credentials("u:p") == ("u", "p")
-    assert parse_smtp_credentials("user:with space") == ("user", "with space")
+    assert parse_smtp_credentials("relay:pa:ss:word:long") == ("relay", "pa:ss:word:long")
+    assert parse_smtp_credentials("u:password-123") == ("u", "password-123")
+    assert parse_smtp_credentials("user:with a space in it") == ("user", "with a space in it")
 
 
 def test_parse_smtp_credentials_length_limits_are_inclusive():
     assert parse_smtp_credentials("u" * 64 + ":" + "p" * 256) == ("u" * 64, "p" * 256)
+    assert parse_smtp_credentials("u:" + "p" * 12) == ("u", "p" * 12)
 
 
 @pytest.mark.parametrize(
@@ -50,13 +51,15 @@ def test_parse_smtp_credentials_length_limits_are_inclusive():
         ("nocolon", "must be 'username:password'"),
         (":password", "username .* is empty"),
         ("user:", "password .* is empty"),
+        ("user:p", "password must be at least 12 characters"),
+        ("user:" + "p" * 11, "password must be at least 12 characters"),
         ("us er:password", "must not contain spaces"),
         ("us\ter:password", "must not contain spaces"),
         ("us\x00er:password", "must not contain spaces"),
-        ("u" * 65 + ":p", "username is longer than 64"),
+        ("u" * 65 + ":password-123", "username is longer than 64"),
         ("user:" + "p" * 257, "password is longer than 256"),
-        ("user:pass\x00word", "must not contain control characters"),
-        ("user:pass\r\nword", "must not contain control characters"),
+        ("user:pass\x00word-1234", "must not contain control characters"),
+        ("user:pass\r\nword-1234", "must not contain control characters"),
     ],
 )
 def test_parse_smtp_credentials_refusals(value, reason):
@@ -102,7 +105,7 @@ def test_rules_from_stored_with_empty_lists():
 
 
 def test_rules_from_stored_reports_bad_entries():
-    with pytest.raises(ValueError, match="'10.0.0.1/8' has host bits set"):
+    with pytest.raises(ValueError, match=r"'10\.0\.0\.1/8' has host bits set"):
         PolicyRules.from_stored(allowed_source_ips="10.0.0.1/8")
 
 
@@ -110,14 +113,14 @@ def test_rules_from_stored_reports_bad_entries():
 
 
 def facts(**overrides):
-    base = dict(
-        peer_ip="192.0.2.10",
-        auth_user=None,
-        auth_ok=False,
-        spf_result=None,
-        spf_domain=None,
-        dkim=None,
-    )
+    base = {
+        "peer_ip": "192.0.2.10",
+        "auth_user": None,
+        "auth_ok": False,
+        "spf_result": None,
+        "spf_domain": None,
+        "dkim": None,
+    }
     base.update(overrides)
     return SmtpFacts(**base)
 

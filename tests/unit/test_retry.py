@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from conduit.delivery.retry import DEFAULT_SCHEDULE, RetryDecision, decide, parse_retry_after
+from conduit.services.retry import DEFAULT_SCHEDULE, RetryDecision, decide, parse_retry_after
 
 
 class Fixed(random.Random):

@@ -9,7 +9,7 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from conduit.delivery.signing import sign_headers, signing_key
+from conduit.net.signing import sign_headers, signing_key
 from conduit.services.webhook_rules import generate_webhook_secret
 
 BODY = '{"event":"email.received","subject":"Grüße"}'.encode()

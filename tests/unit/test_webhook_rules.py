@@ -3,11 +3,11 @@ import base64
 import pytest
 from standardwebhooks import Webhook
 
+from conduit.mail.addresses import split_plus
 from conduit.services.webhook_rules import (
     WebhookAddress,
     generate_webhook_secret,
     parse_webhook_address,
-    split_plus,
     validate_custom_headers,
     validate_secret,
     validate_target_url,

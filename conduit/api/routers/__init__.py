@@ -7,7 +7,8 @@ from typing import Any
 from conduit.api.schemas.common import Error
 
 _DESCRIPTIONS = {
-    401: "Unauthorized", 404: "Not found", 409: "Conflict", 422: "Validation error", 429: "Too many attempts",
+    400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 409: "Conflict",
+    410: "Gone", 422: "Validation error", 429: "Too many attempts", 503: "Unavailable",
 }
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer, WithJsonSchema, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
 
@@ -13,7 +13,25 @@ def _rfc3339(value: datetime) -> str:
 
 # RFC 3339 UTC with a Z, whole seconds: 2026-04-02T12:00:00Z
 Timestamp = Annotated[datetime, PlainSerializer(_rfc3339, return_type=str),
-                      WithJsonSchema({"type": "string", "format": "date-time", "example": "2026-04-02T12:00:00Z"})]
+                      WithJsonSchema({"type": "string", "format": "date-time", "examples": ["2026-04-02T12:00:00Z"]})]
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def omittable(description: str, example: Any, **kwargs: Any) -> Any:
+    """A request field that may be left out but is never null. Left out, it keeps its value (an
+    update) or takes the default the description names (a create); the service receives only the
+    fields sent (``model_dump(exclude_unset=True)``). The schema says "not required", with no
+    default of null: ``null`` is refused like any other value of the wrong type."""
+    return Field(default=None, description=description, examples=[example], json_schema_extra=_no_default,
+                 **kwargs)
+
+
+def described(description: str, example: Any, **kwargs: Any) -> Any:
+    """A property with its description and one example, as every property of the document has."""
+    return Field(description=description, examples=[example], **kwargs)
 
 
 class Model(BaseModel):
@@ -49,7 +67,11 @@ def _storable(value: Any, where: str = "") -> None:
 
 
 class RequestBody(BaseModel):
-    """Base of every request body: its text must be storable (see ``_storable``)."""
+    """Base of every request body: its text must be storable (see ``_storable``), and a field it
+    does not have is refused (422 naming it) rather than ignored: a misspelt field would
+    otherwise be lost without a word."""
+
+    model_config = ConfigDict(extra="forbid")
 
     @model_validator(mode="before")
     @classmethod
@@ -58,10 +80,22 @@ class RequestBody(BaseModel):
         return data
 
 
+class FieldError(BaseModel):
+    field: str = described("The field, as a dotted path into the request (`custom_headers.X-Key`); `body` for the "
+                       "body as a whole.", "target_url")
+    error: str = described("What is wrong with it.", "is required")
+
+
 class Error(BaseModel):
-    code: str
-    error: str
+    """Every error answer. Beyond the reference: ``details`` on request validation errors."""
+
+    code: str = described("Stable, machine-readable error code (`validation_error`, `invalid_credentials`, "
+                      "`email_taken`, `not_found`, `too_many_requests`, …).", "validation_error")
+    error: str = described("One sentence for people: the field and the problem.", "target_url is required")
+    details: list[FieldError] = omittable(
+        "Only on `422 validation_error` answers to a request that does not fit the schema: every problem, one "
+        "entry per field (`error` describes the first).", [{"field": "target_url", "error": "is required"}])
 
 
 class PingResponse(BaseModel):
-    status: str
+    status: str = described("Always `ok`.", "ok")

@@ -1,1 +1,0 @@
-"""Database layer: declarative base, engines per dialect, sessions and the transaction boundary."""

@@ -1,1 +1,0 @@
-"""Delivery of messages to webhooks: payload rendering, signing, the HTTP client, retries."""

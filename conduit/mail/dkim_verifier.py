@@ -1,0 +1,170 @@
+"""dkimpy's DKIM verifier with the RSA step done by OpenSSL, and parsed keys kept.
+
+Why: dkimpy checks RSA signatures in pure Python (``pow`` on 2048-bit integers and byte-by-byte
+conversions), which makes DKIM most of the SMTP server's CPU per message with the default
+inbound checks (docs/performance.md, "DKIM verifier"). `DkimVerifier` is dkimpy's ``DKIM``
+class with three of its steps replaced: ``verify_sig`` takes the parsed key from a `KeyCache`
+(keyed by the key record's text, so a changed record is parsed anew), ``verify_sig_process``
+verifies ``rsa-sha256`` signatures with the ``cryptography`` package, and ``set_message``
+splits only the header block into lines (`split_message`, compared with dkimpy's parser on the
+payload corpus). Everything else stays dkimpy's: signature parsing, the checks of the
+signature's tags, canonicalization, header selection, ``l=``, the minimum key size. Other algorithms
+(``rsa-sha1``, ``ed25519-sha256``) go through dkimpy unchanged. dkimpy's own verification is the
+oracle of tests/unit/test_dkim_verifier.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import dkim  # type: ignore[import-untyped]
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+from dkim.canonicalization import (  # type: ignore[import-untyped]
+    CanonicalizationPolicy,
+    InvalidCanonicalizationPolicyError,
+)
+from dkim.crypto import HASH_ALGORITHMS  # type: ignore[import-untyped]
+
+_WHITESPACE = re.compile(rb"\s+")
+_SHA256 = Prehashed(hashes.SHA256())
+_LINE_END = re.compile(rb"\r?\n")
+_HEADER_BLOCK_END = re.compile(rb"\r?\n\r?\n")
+_FIELD_NAME = re.compile(rb"([\x21-\x7e]+?):")
+
+
+def split_message(message: bytes) -> tuple[list[list[bytes]], bytes]:
+    """What ``dkim.rfc822_parse`` returns (header fields as ``[name, value]``, and the body with
+    CRLF line ends), splitting only the header block into lines: dkimpy splits the whole message
+    and joins the body again, a Python loop over every line of it."""
+    first = _LINE_END.match(message)
+    if first is not None:  # an empty first line: no header fields
+        head, rest = b"", message[first.end():]
+    elif (end := _HEADER_BLOCK_END.search(message)) is not None:
+        head, rest = message[:end.start()], message[end.end():]
+    else:
+        head, rest = message, b""
+    headers: list[list[bytes]] = []
+    for line in _LINE_END.split(head) if head else ():
+        if not line:  # only at the very end of a message without a body
+            break
+        if line[0] in (0x09, 0x20):
+            headers[-1][1] += line + b"\r\n"
+        elif (name := _FIELD_NAME.match(line)) is not None:
+            headers.append([name.group(1), line[name.end():] + b"\r\n"])
+        elif not line.startswith(b"From "):
+            raise dkim.MessageFormatError(f"Unexpected characters in RFC822 header: {line!r}")
+    if rest.count(b"\n") != rest.count(b"\r\n"):
+        rest = _LINE_END.sub(b"\r\n", rest)
+    return headers, rest
+
+
+@dataclass(frozen=True)
+class _Key:
+    pk: Any  # dkimpy's parsed key
+    keysize: int | None
+    ktag: bytes | None
+    seqtlsrpt: bool
+    openssl: rsa.RSAPublicKey | None  # the same RSA key for OpenSSL; None when it is not one
+
+
+class KeyCache:
+    """Parsed DKIM keys by the text of their DNS record (bounded: cleared when full)."""
+
+    def __init__(self, max_size: int = 1024) -> None:
+        self._keys: dict[bytes, _Key] = {}
+        self._max_size = max_size
+
+    def get(self, name: bytes, record: bytes | None) -> _Key:
+        """The key in ``record`` (found at ``name``); raises dkimpy's KeyFormatError when missing or bad."""
+        if record is not None and (key := self._keys.get(record)) is not None:
+            return key
+        pk, keysize, ktag, seqtlsrpt = dkim.evaluate_pk(name, record)
+        key = _Key(pk=pk, keysize=keysize, ktag=ktag, seqtlsrpt=seqtlsrpt, openssl=_openssl_key(pk, ktag))
+        if record is not None:
+            if len(self._keys) >= self._max_size:
+                self._keys.clear()
+            self._keys[record] = key
+        return key
+
+
+def _openssl_key(pk: Any, ktag: bytes | None) -> rsa.RSAPublicKey | None:
+    if ktag != b"rsa":
+        return None
+    try:
+        return rsa.RSAPublicNumbers(pk["publicExponent"], pk["modulus"]).public_key()
+    except (ValueError, TypeError, KeyError):  # e.g. an exponent OpenSSL refuses: dkimpy decides
+        return None
+
+
+class DkimVerifier(dkim.DKIM):  # type: ignore[misc]  # dkimpy ships no type information
+    """``dkim.DKIM`` for verification, with keys from a `KeyCache` and RSA by OpenSSL."""
+
+    def __init__(self, message: bytes, keys: KeyCache) -> None:
+        super().__init__(message)
+        self._keys = keys
+        self._openssl: rsa.RSAPublicKey | None = None
+
+    def set_message(self, message: bytes | None) -> None:
+        super().set_message(None)  # dkimpy's other per-message attributes
+        if message:
+            self.headers, self.body = split_message(message)
+
+    def verify_sig(self, sig: dict[bytes, bytes], include_headers: list[bytes], sig_header: tuple[bytes, bytes],
+                   dnsfunc: Callable[..., bytes | None]) -> bool:
+        name = sig[b"s"] + b"._domainkey." + sig[b"d"] + b"."
+        try:
+            key = self._keys.get(name, dnsfunc(name, timeout=self.timeout))
+        except (dkim.KeyFormatError, binascii.Error, dkim.DnsTimeoutError) as exc:
+            self.logger.error("%s", exc)
+            return False
+        self.pk, self.keysize, self.ktag, self.seqtlsrpt = key.pk, key.keysize, key.ktag, key.seqtlsrpt
+        self._openssl = key.openssl
+        return bool(self.verify_sig_process(sig, include_headers, sig_header, dnsfunc))
+
+    def verify_sig_process(self, sig: dict[bytes, bytes], include_headers: list[bytes],
+                           sig_header: tuple[bytes, bytes], dnsfunc: Callable[..., bytes | None]) -> bool:
+        """dkimpy's steps for an ``rsa-sha256`` signature, the last one by OpenSSL."""
+        if self._openssl is None or sig[b"a"] != b"rsa-sha256" or self.tlsrpt or self.seqtlsrpt:
+            return bool(super().verify_sig_process(sig, include_headers, sig_header, dnsfunc))
+        try:
+            canon_policy = CanonicalizationPolicy.from_c_value(sig.get(b"c", b"simple/simple"))
+        except InvalidCanonicalizationPolicyError as exc:
+            raise dkim.MessageFormatError(f"invalid c= value: {exc.args[0]}") from None
+        hasher = HASH_ALGORITHMS[sig[b"a"]]
+        if b"bh" in sig:
+            body = canon_policy.canonicalize_body(self.body)
+            if b"l" in sig:
+                body = body[:int(sig[b"l"])]
+            try:
+                expected = base64.b64decode(_WHITESPACE.sub(b"", sig[b"bh"]))
+            except (TypeError, binascii.Error) as exc:
+                raise dkim.MessageFormatError(str(exc)) from None
+            if hasher(body).digest() != expected:
+                raise dkim.ValidationError("body hash mismatch")
+        if b"from" in include_headers:  # dkimpy: extra From fields are signed too (its bug 644046)
+            include_headers.append(b"from")
+        digest = dkim.HashThrough(hasher())
+        # Only the fields h= can select are canonicalized (each field is canonicalized alone).
+        wanted = set(include_headers)
+        headers = canon_policy.canonicalize_headers(
+            [field for field in self.headers if (name := field[0].lower()) in wanted or name.rstrip() in wanted])
+        self.signed_headers = dkim.hash_headers(digest, canon_policy, headers, include_headers, sig_header, sig)
+        signature = base64.b64decode(_WHITESPACE.sub(b"", sig[b"b"]))
+        modulus: int = self.pk["modulus"]
+        # dkimpy reads the signature as an integer modulo n: the same here, at the key's length.
+        representative = (int.from_bytes(signature, "big") % modulus).to_bytes((modulus.bit_length() + 7) // 8, "big")
+        try:
+            self._openssl.verify(representative, digest.digest(), padding.PKCS1v15(), _SHA256)
+        except InvalidSignature:
+            return False
+        if self.keysize is not None and self.keysize < self.minkey:
+            raise dkim.KeyFormatError(f"public key too small: {self.keysize}")
+        return True

@@ -1,0 +1,80 @@
+"""Log output: CONDUIT_LOG_FORMAT=text (a line of ``key=value`` fields after the time, level and
+logger) or json (one object per line: timestamp, level, logger, event and the fields).
+
+Conduit's log messages read ``event=name key=value ...``; ``log_event`` writes them with their
+fields attached, so the JSON output keeps their types, and messages written as plain text (by
+Conduit or a library) are split into fields at each `` key=``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+_FIELD_START = re.compile(r" (?=[A-Za-z_][A-Za-z0-9_]*=)")
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PLAIN = re.compile(r"[^\s\"=]+")
+
+
+def log_event(logger: logging.Logger, level: int, event: str, **fields: Any) -> None:
+    """Log ``event`` with ``fields``: as ``event=... key=value`` text, with the fields kept for JSON."""
+    if logger.isEnabledFor(level):
+        text = " ".join(f"{key}={_text(value)}" for key, value in fields.items())
+        logger.log(level, "event=%s %s", event, text, extra={"conduit_event": event, "conduit_fields": fields})
+
+
+def _text(value: Any) -> str:
+    """A value as text: bare if it has no space, quote or equals sign, else as a JSON string."""
+    text = value if isinstance(value, str) else str(value)
+    return text if _PLAIN.fullmatch(text) else json.dumps(text)
+
+
+def parse_message(message: str) -> tuple[str, dict[str, Any]]:
+    """``event=name a=1 b=two words`` → ("name", {"a": "1", "b": "two words"}); any other text
+    → ("message", {"message": text})."""
+    parts = _FIELD_START.split(message)
+    fields: dict[str, Any] = {}
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if not sep or not _KEY.fullmatch(key):
+            return "message", {"message": message}
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass
+        fields[key] = value
+    event = fields.pop("event", None)
+    if event is None:
+        return "message", {"message": message}
+    return str(event), fields
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, "conduit_fields", None)
+        if fields is not None:
+            event = record.conduit_event  # type: ignore[attr-defined]
+        else:
+            event, fields = parse_message(record.getMessage())
+        document: dict[str, Any] = {
+            **fields,
+            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(), "logger": record.name, "event": event}
+        if record.exc_info:
+            document["exception"] = self.formatException(record.exc_info)
+        return json.dumps(document, default=str)
+
+
+def configure(*, level: str, log_format: str) -> None:
+    """The root logger's handler, on standard error, in ``log_format`` (as ``logging.basicConfig``:
+    a process whose logging is already set up, such as a test run, keeps its handlers)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
+    logging.basicConfig(level=level, handlers=[handler])

@@ -1,0 +1,1 @@
+"""The delivery worker: takes due jobs, renders, signs and POSTs them, records each attempt."""
