@@ -133,7 +133,8 @@ class MailSink:
     def __init__(self) -> None:
         self.port = free_port()
         self.messages: list[EmailMessage] = []
-        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port,
+                                      server_hostname="sink.test")  # no DNS lookup of its own name
 
     @property
     def url(self) -> str:
@@ -145,7 +146,7 @@ class MailSink:
         self.messages.append(message)
         return "250 OK"
 
-    async def wait_for(self, count: int, timeout: float = 10.0) -> list[EmailMessage]:
+    async def wait_for(self, count: int, timeout: float = 30.0) -> list[EmailMessage]:
         """The messages once ``count`` have arrived (mail may be sent after the HTTP answer)."""
         deadline = asyncio.get_running_loop().time() + timeout
         while len(self.messages) < count:

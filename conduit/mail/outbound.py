@@ -15,7 +15,8 @@ import aiosmtplib
 log = logging.getLogger("conduit.mail")
 
 
-async def send(relay_url: str, *, sender: str, to: str, subject: str, body: str) -> None:
+async def send(relay_url: str, *, sender: str, to: str, subject: str, body: str, helo: str) -> None:
+    """Send one notice; ``helo`` names this host (aiosmtplib would ask DNS for it, which can stall)."""
     message = EmailMessage()
     message["From"] = sender
     message["To"] = to
@@ -35,6 +36,7 @@ async def send(relay_url: str, *, sender: str, to: str, subject: str, body: str)
         password=unquote(url.password) if url.password else None,
         use_tls=implicit_tls,
         start_tls=None,  # STARTTLS when the relay offers it
+        local_hostname=helo,
         timeout=30,
     )
     log.info("event=mail_sent to=%s subject=%r", to, subject)

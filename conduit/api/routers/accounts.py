@@ -108,7 +108,8 @@ async def _send_reset_mail(settings: Settings, email: str, token: str) -> None:
     )
     try:
         await outbound.send(settings.smtp_relay_url, sender=settings.mail_from, to=email,
-                            subject="Reset your Conduit password", body=body)
+                            subject="Reset your Conduit password", body=body,
+                            helo=settings.smtp_hostname)
     except Exception as exc:  # noqa: BLE001 - a relay failure must not surface to the requester
         log.error("event=password_reset_mail_failed error=%r", exc)
 

@@ -9,6 +9,7 @@ export function ForgotPassword() {
   const [email, setEmail] = useState('');
   const [sent, setSent] = useState(false);
   const send = useAction(async () => {
+    if (!email.trim()) throw new FormProblem('Enter the email address of your account.');
     await api.request('POST', '/accounts/me/password-reset', { body: { email: email.trim() }, auth: false });
     setSent(true);
   });
