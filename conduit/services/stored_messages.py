@@ -195,7 +195,7 @@ async def _message(session: AsyncSession, store: MessageStore, account: Account,
     message = (await store.get(session, account.id, message_id, with_raw=with_raw, keep=keep)
                if is_id(message_id, "msg") else None)
     if message is None:
-        raise NotFound("no stored message with this id (messages are kept for CONDUIT_MESSAGE_RETENTION_DAYS)",
+        raise NotFound("no stored message with this id: it never existed, was deleted, or its retention period ended",
                        code="message_not_found")
     return message
 

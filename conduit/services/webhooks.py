@@ -11,6 +11,7 @@ import dns.asyncresolver
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
 from conduit.clock import is_id, new_id
 from conduit.crypto import Crypto
@@ -237,9 +238,13 @@ async def redeliver(session: AsyncSession, queue: JobQueue, account: Account, we
     """Queue the message of a delivery log again for this webhook, to the recipients it was
     routed to there (404 once the raw message is gone)."""
     log = await get_log(session, account, webhook_id, log_id)
-    message = await session.get(Message, log.smtp_message_id) if log.smtp_message_id else None
+    # A key-share lock: the purge cannot drop the message between this read and the new job.
+    message = await session.scalar(select(Message).where(Message.id == log.smtp_message_id)
+                                   .options(defer(Message.raw)).with_for_update(key_share=True)
+                                   ) if log.smtp_message_id else None
     if message is None:
-        raise NotFound("the raw message is no longer stored (see CONDUIT_MESSAGE_RETENTION_DAYS)", code="message_gone")
+        raise NotFound("the message is no longer stored: it was deleted, or its retention period ended",
+                       code="message_gone")
     webhook = await get(session, account, webhook_id)
     rcpt = next((r for r in message.rcpt_to if r.lower() == webhook.address), message.rcpt_to[0] if message.rcpt_to
                 else webhook.address)

@@ -43,6 +43,9 @@ async def test_create_edit_preview_test_and_delete_a_webhook(dashboard: Dashboar
     await page.get_by_label("Target URL").fill(receiver.url + "/eu")
     await page.get_by_label("Rate limit").fill("30")
     await page.get_by_label("SMTP policy").select_option(label="Only our relay")
+    await expect(page.get_by_label("Answer timeout (ms)")).to_have_count(0)  # queued: no timeout to set
+    await page.get_by_label("Delivery mode").select_option("synchronous")
+    await page.get_by_label("Answer timeout (ms)").fill("5000")
     await page.get_by_role("button", name="Add header").click()
     await page.get_by_label("Header 1 name").fill("Authorization")
     await page.get_by_label("Header 1 value").fill("Bearer s3cret")
@@ -69,6 +72,7 @@ async def test_create_edit_preview_test_and_delete_a_webhook(dashboard: Dashboar
     assert saved["custom_headers"] == {"Authorization": "Bearer s3cret", "X-Tenant": "eu-1"}
     assert saved["payload_template"] == TEMPLATE
     assert saved["active"] is True
+    assert (saved["delivery_mode"], saved["sync_timeout_ms"]) == ("synchronous", 5000)
 
     # A template that does not compile: the API's message, with its line, next to the form.
     await page.get_by_label("Payload template").fill("ok\n{{ subject")
@@ -120,10 +124,15 @@ async def test_create_edit_preview_test_and_delete_a_webhook(dashboard: Dashboar
     await page.get_by_role("link", name="Settings").click()
     await page.get_by_label("Active").uncheck()
     await page.get_by_label("SMTP policy").select_option(label="None (any sender)")
+    await page.get_by_label("Answer timeout (ms)").fill("500")  # below the API's bound: its error shows
+    await page.get_by_role("button", name="Save webhook").click()
+    await expect(page.get_by_role("alert")).to_contain_text("sync_timeout_ms")
+    await page.get_by_label("Delivery mode").select_option("queued")
     await page.get_by_role("button", name="Save webhook").click()
     await expect(page.get_by_role("status").filter(has_text="Saved.")).to_be_visible()
     saved = (await api.get(f"/webhooks/{hook['id']}")).json()
     assert saved["active"] is False and saved["smtp_security_policy_id"] is None
+    assert (saved["delivery_mode"], saved["sync_timeout_ms"]) == ("queued", 5000)
     await expect(page.get_by_text("inactive", exact=True)).to_be_visible()
 
     await page.get_by_role("button", name="Delete webhook").click()

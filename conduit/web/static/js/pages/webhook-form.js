@@ -47,20 +47,27 @@ export function WebhookForm({ webhook, domains, policies, onSaved }) {
   const [policyId, setPolicyId] = useState(webhook && webhook.smtp_security_policy_id ? webhook.smtp_security_policy_id : '');
   const [headers, setHeaders] = useState(headerRows(webhook && webhook.custom_headers));
   const [template, setTemplate] = useState(webhook && webhook.payload_template ? webhook.payload_template : '');
+  const [mode, setMode] = useState(webhook ? webhook.delivery_mode : 'queued');
+  const [syncTimeout, setSyncTimeout] = useState(webhook ? String(webhook.sync_timeout_ms) : '10000');
   const [saved, setSaved] = useState(false);
 
   const save = useAction(async () => {
     setSaved(false);
     const limit = Number(rateLimit);
     if (!Number.isInteger(limit) || limit < 0) throw new FormProblem('Rate limit must be a whole number, 0 or more.');
+    const timeout = Number(syncTimeout);
+    if (mode === 'synchronous' && !Number.isInteger(timeout)) {
+      throw new FormProblem('Answer timeout must be a whole number of milliseconds.');
+    }
     const custom = {};
     for (const row of headers) {
       if (row.name.trim()) custom[row.name.trim()] = row.value;
     }
     const fields = {
       name: name.trim(), address: address.trim(), target_url: targetUrl.trim(), active, rate_limit: limit,
-      custom_headers: custom, payload_template: template,
+      custom_headers: custom, payload_template: template, delivery_mode: mode,
     };
+    if (mode === 'synchronous') fields.sync_timeout_ms = timeout;
     if (policyId) fields.smtp_security_policy_id = policyId;
     else if (webhook && webhook.smtp_security_policy_id) fields.clear_security_policy = true;
     if (!fields.name) delete fields.name;
@@ -69,6 +76,10 @@ export function WebhookForm({ webhook, domains, policies, onSaved }) {
     onSaved(result);
   });
 
+  const modeOptions = [
+    { value: 'queued', label: 'Queued: accept, then deliver with retries' },
+    { value: 'synchronous', label: "Synchronous: the endpoint's answer is the SMTP reply" },
+  ];
   const policyOptions = [{ value: '', label: 'None (any sender)' },
     ...(policies || []).map((policy) => ({ value: policy.id, label: policy.name }))];
 
@@ -85,6 +96,11 @@ export function WebhookForm({ webhook, domains, policies, onSaved }) {
         inputmode="numeric" hint="Deliveries per minute; 0 for no limit. Excess deliveries wait, none is dropped." />
       <${SelectField} label="SMTP policy" value=${policyId} onValue=${setPolicyId} options=${policyOptions}
         hint="Restricts who may send to this address (source IPs, SMTP AUTH, SPF, DKIM)." />
+      <${SelectField} label="Delivery mode" value=${mode} onValue=${setMode} options=${modeOptions}
+        hint="Synchronous: Conduit waits for your endpoint before answering the sender; a 4xx refuses the mail (550), a timeout or 5xx defers it (451)." />
+      ${mode === 'synchronous' ? html`<${TextField} label="Answer timeout (ms)" type="number" min="1000" max="60000"
+        step="1" value=${syncTimeout} onValue=${setSyncTimeout} inputmode="numeric"
+        hint="How long the sender is kept waiting for your endpoint: 1,000 to 60,000 ms." />` : null}
       <${Checkbox} label="Active" checked=${active} onValue=${setActive}
         hint="An inactive webhook refuses new mail; mail already queued waits until it is active again." />
     </div>
