@@ -23,6 +23,7 @@ from publicsuffixlist import PublicSuffixList
 from conduit.mail import dmarc
 from conduit.mail.dkim_verifier import DkimVerifier, KeyCache
 from conduit.mail.dmarc import DmarcOutcome
+from conduit.mail.header_end import header_end
 from conduit.net.cached_dns import CachedResolver, DnsFailure, Lookups, NeedRecord
 from conduit.net.domain_names import normalize_domain_name
 
@@ -32,7 +33,6 @@ log = logging.getLogger("conduit.smtp")
 DKIM_INLINE_MAX_BYTES = 256 * 1024  # larger messages are hashed in a thread, off the event loop
 _DKIM_DOMAIN = re.compile(rb"(?:^|;)\s*d\s*=\s*([^;\s]+)", re.IGNORECASE)
 _FROM_HEADER = re.compile(rb"^from[ \t]*:((?:[^\r\n]|\r?\n[ \t])*)", re.IGNORECASE | re.MULTILINE)
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
 # The lookups of the SPF check running now: pyspf calls one module-level DNS function.
 _SPF_LOOKUPS: ContextVar[Lookups] = ContextVar("spf_lookups")
 
@@ -173,8 +173,8 @@ def _txt_strings(lookups: Lookups) -> Callable[[str], list[str]]:
 
 def from_domain(raw: bytes) -> str:
     """The domain of the (first) From address, read from the header block only."""
-    end = _HEADER_END.search(raw)
-    head = raw[:end.start()] if end else raw
+    end = header_end(raw)
+    head = raw[:end[0]] if end else raw
     if head.startswith((b"\r\n", b"\n")):
         return ""  # no header block at all
     match = _FROM_HEADER.search(head)

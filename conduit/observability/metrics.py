@@ -82,7 +82,11 @@ class _Pending:
         self.due_on: asyncio.AbstractEventLoop | None = None
 
     def add(self, series: Counter | Gauge, amount: float = 1.0) -> None:
-        self.amounts[series] = self.amounts.get(series, 0.0) + amount
+        amounts = self.amounts
+        if series in amounts:  # a flush is due already: it was arranged when the series came in
+            amounts[series] += amount
+            return
+        amounts[series] = amount
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # called outside an event loop: nothing would flush it later
@@ -143,13 +147,24 @@ def smtp_session_closed() -> None:
 
 def smtp_command(command: str) -> None:
     if _enabled:
-        _pending.add(_child(smtp_commands, command if command in SMTP_COMMANDS else "other"))
+        _pending.add(_command_series(command if command in SMTP_COMMANDS else "other"))
 
 
 def smtp_reply(command: str, code: int, reason: str) -> None:
     if _enabled:
-        _pending.add(_child(smtp_replies, command if command in SMTP_COMMANDS else "other", f"{code // 100}xx",
-                            reason))
+        _pending.add(_reply_series(command if command in SMTP_COMMANDS else "other", code, reason))
+
+
+# Series looked up once per label values; the callers map unknown verbs to "other" first, so
+# what a client sends cannot grow these caches.
+@functools.cache
+def _command_series(command: str) -> Counter:
+    return smtp_commands.labels(command)
+
+
+@functools.cache
+def _reply_series(command: str, code: int, reason: str) -> Counter:
+    return smtp_replies.labels(command, f"{code // 100}xx", reason)
 
 
 def message_accepted(size: int, commit_seconds: float) -> None:

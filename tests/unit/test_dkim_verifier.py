@@ -12,8 +12,11 @@ from pathlib import Path
 import dkim
 import dns.resolver
 import pytest
+from dkim.canonicalization import Relaxed
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from conduit.mail.dkim_verifier import DkimVerifier, KeyCache, split_message
+from conduit.mail.dkim_verifier import DkimVerifier, FastRelaxed, KeyCache, split_message, without_b_tag
 from tests.support.dns_server import LoopbackDNS
 from tests.support.mail_auth import DkimKey
 
@@ -197,3 +200,26 @@ def _split(parse: Callable[[bytes], tuple], raw: bytes) -> object:
                          ids=[path.stem for path in CORPUS] + [f"edge{i}" for i in range(len(EDGES))])
 def test_the_message_split_is_dkimpys(raw):
     assert _split(split_message, raw) == _split(dkim.rfc822_parse, raw)
+
+
+_TEXT = st.lists(st.sampled_from([b" ", b"  ", b"\t", b"\r\n", b"\n", b"\r", b"word", b"\x0b", b"\xc3\xa9", b":"]),
+                 max_size=30).map(b"".join)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_TEXT)
+def test_the_relaxed_body_is_dkimpys(body):
+    assert FastRelaxed.canonicalize_body(body) == Relaxed.canonicalize_body(body)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([b"Subject", b"FROM ", b"x-a\t"]), _TEXT), max_size=4))
+def test_relaxed_header_fields_are_dkimpys(fields):
+    assert FastRelaxed.canonicalize_headers(fields) == Relaxed.canonicalize_headers(fields)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from([b"b=", b" b =", b";b\r\n =", b"bh=", b"a", b"Z9+/", b"=", b" ", b"\t", b"\r\n",
+                                 b"\n", b";", b"-", b"\r\n "]), max_size=30).map(b"".join))
+def test_the_b_tag_is_taken_out_as_dkimpy_does(value):
+    assert without_b_tag(value) == dkim.RE_BTAG.sub(b"\\1", value)
