@@ -199,7 +199,7 @@ class RenderPool:
         else:
             queue.append(item)
         self._top_up()
-        self._dispatch()
+        self._dispatch_soon()  # with the items submitted along with it: fewer, larger batches
         if not item.future.done():  # waiting, or in a batch behind a slow item: fails at its deadline
             item.expiry = loop.call_later(max(0.0, deadline - time.monotonic()), self._expire, item)
         return await item.future
@@ -410,8 +410,10 @@ class RenderPool:
     # -- scheduling -----------------------------------------------------------------------
 
     def _dispatch_soon(self) -> None:
-        """Dispatch once the callers of the items just answered have run: a caller's second try
-        (submitted ``first``) then goes before the items a dead child put back in line."""
+        """Dispatch once the callbacks ready now have run: the items submitted by the deliveries
+        a claim started go out together, as a few batches instead of one item per idle child,
+        and a caller's second try (submitted ``first``) goes before the items a dead child put
+        back in line."""
         if not self._dispatch_due:
             self._dispatch_due = True
             asyncio.get_running_loop().call_soon(self._dispatch)

@@ -9,8 +9,12 @@
 -- scan of the claim has its index; without fresh statistics (a queue that grew fast, autovacuum
 -- behind) the planner would count the leases by reading the whole table, once per claim. So the
 -- claim's transaction plans without sequential scans (set_config's third argument: this
--- transaction only; the claim is the last statement of the worker's transactions).
-SELECT pg_advisory_xact_lock(:namespace, 0), set_config('enable_seqscan', 'off', true);
+-- transaction only; the claim is the last statement of the worker's transactions), and without
+-- bitmap scans: the leases index keeps an entry for each finished job's leased row version until
+-- vacuum, and a bitmap scan visits each of their heap rows on every claim, where a plain index
+-- scan marks them dead once and skips them from then on.
+SELECT pg_advisory_xact_lock(:namespace, 0), set_config('enable_seqscan', 'off', true),
+       set_config('enable_bitmapscan', 'off', true);
 
 -- name: claim
 -- Lease due jobs and count the attempt; each with its message and its webhook. Webhooks with
