@@ -200,8 +200,8 @@ class RenderPool:
             queue.append(item)
         self._top_up()
         self._dispatch_soon()  # with the items submitted along with it: fewer, larger batches
-        if not item.future.done():  # waiting, or in a batch behind a slow item: fails at its deadline
-            item.expiry = loop.call_later(max(0.0, deadline - time.monotonic()), self._expire, item)
+        # Waiting, or in a batch behind a slow item: it fails at its deadline.
+        item.expiry = loop.call_later(max(0.0, deadline - time.monotonic()), self._expire, item)
         return await item.future
 
     async def close(self) -> None:
