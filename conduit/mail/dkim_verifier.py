@@ -44,7 +44,6 @@ _LINE_END = re.compile(rb"\r?\n")
 _FIELD_NAME = re.compile(rb"([\x21-\x7e]+?):")
 _WSP_RUN = re.compile(rb"[\t ]+")
 _TRAILING_WSP = re.compile(rb"[\t ]+\r\n")
-_LINE_BREAK = re.compile(rb"\r?\n")
 # dkimpy's RE_BTAG (the b= tag's value, to be left out of the signed header) says "folding white
 # space, then a base64 character" for every character of the value, and backtracks through each:
 # a good part of a 4 KiB message's verification. FWS matches exactly what \s* matches, so the
@@ -64,7 +63,7 @@ class FastRelaxed(Relaxed):  # type: ignore[misc]
         for name, raw_value in headers:
             value = raw_value[:-2] if raw_value.endswith(b"\r\n") else raw_value  # each field ends in CRLF
             if b"\n" in value:
-                value = _LINE_BREAK.sub(b"", raw_value)
+                value = _LINE_END.sub(b"", raw_value)
             if b"\t" in value or b"  " in value:
                 value = _WSP_RUN.sub(b" ", value)
             fields.append((name.lower().rstrip(), value.strip() + b"\r\n"))
@@ -234,4 +233,3 @@ def _hash_headers(digest: Any, policy: CanonicalizationPolicy, headers: list[tup
         digest.update(b":")
         digest.update(value)
     return signed
-
