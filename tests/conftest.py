@@ -16,9 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
+from argon2 import PasswordHasher
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from conduit import crypto
 from conduit.api.app import create_app
 from conduit.config import Settings, load_settings
 from conduit.storage.base import Base
@@ -34,6 +36,18 @@ POSTGRES_URL = os.environ.get("CONDUIT_TEST_POSTGRES_URL", "")
 BACKENDS = ["sqlite"] + (["postgres"] if POSTGRES_URL else [])
 TEST_SECRET_KEY = "test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 CLIENT_IP = "203.0.113.7"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashing() -> Iterator[None]:
+    """Argon2id at the cost Conduit uses takes about a tenth of a second per sign-up and sign-in,
+    and the in-process tests make thousands of them: here it runs at its lowest cost (the seam
+    test_enumeration.py uses too). Hashes say their own cost, so verification is unchanged, and
+    every server the end-to-end tests start hashes at the real cost."""
+    real = crypto._hasher
+    crypto._hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    yield
+    crypto._hasher = real
 
 
 @pytest.fixture(scope="session")
