@@ -29,6 +29,7 @@ from conduit.storage.interfaces import PURGE_GRACE, Claimed, Leased, new_job
 from conduit.storage.notify import JOBS_CHANNEL
 from conduit.storage.queries import JOBS, LOGS, MESSAGES, WEBHOOKS
 
+_INDEX_PLANS = "conduit.index_plans"  # session.info: the transaction whose plans use the indexes
 _CLAIM_TURN = int.from_bytes(b"clam", "big", signed=True)  # first key of pg_advisory_xact_lock(int, int)
 _ARRAYS: dict[str, TypeEngine[Any]] = {"ids": ARRAY(String), "untils": ARRAY(UTCDateTime())}
 _TIMES = ("at", "until", "next", "before")
@@ -82,7 +83,16 @@ class PostgresQueue:
         if rows:
             session.connection().execute(insert(LOGS), list(rows))
 
+    def _index_plans(self, session: Session) -> None:
+        """The ``index_plans`` settings, once per transaction, before its first hot statement."""
+        session.connection()  # begins the transaction, if this is its first statement
+        transaction = session.get_transaction()
+        if session.info.get(_INDEX_PLANS) is not transaction:
+            session.execute(self._sql["index_plans"])
+            session.info[_INDEX_PLANS] = transaction
+
     def claim(self, session: Session, *, limit: int, lease: timedelta, per_webhook: int) -> list[Claimed]:
+        self._index_plans(session)
         session.execute(self._sql["claim_turn"], {"namespace": _CLAIM_TURN})
         at = now()
         rows = session.execute(self._sql["claim"], {"at": at, "until": at + lease, "limit": limit,
@@ -97,18 +107,21 @@ class PostgresQueue:
         if not jobs:
             return {}
         until = now() + lease
+        self._index_plans(session)
         renewed = session.execute(self._sql["renew"], {"until": until, **_leases(jobs)}).scalars()
         return dict.fromkeys(renewed, until)
 
     def still_held(self, session: Session, jobs: Sequence[Leased]) -> set[str]:
         if not jobs:
             return set()
+        self._index_plans(session)
         return set(session.execute(self._sql["still_held"], _leases(jobs)).scalars())
 
     def finish_held(self, session: Session, jobs: Sequence[Leased], *, status: str, keep_raw: bool) -> set[str]:
         if not jobs:
             return set()
         statement = self._sql["finish_held" if keep_raw else "finish_held_and_drop"]
+        self._index_plans(session)
         return set(session.execute(statement, {"status": status, "at": now(), **_leases(jobs)}).scalars())
 
     def fail(self, session: Session, job: Leased, *, error: str, keep_raw: bool) -> None:

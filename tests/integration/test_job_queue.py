@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from conduit.clock import new_id, now
 from conduit.storage.interfaces import new_job
@@ -179,3 +179,37 @@ async def test_purge_drops_old_messages_no_queued_job_needs(database, hooks):
     async with database.sessions() as db:
         assert await db.scalar(select(func.count()).select_from(Message)) == 1
     assert await _count(database, DeliveryJob.status == "queued") == 1
+
+
+async def test_the_workers_statements_find_jobs_by_index_whatever_the_statistics(database, hooks):
+    """A queue that grew after its statistics were taken (autovacuum behind, or off): each
+    finish and claim would otherwise read the whole jobs table, slower as it grows."""
+    if database.dialect != "postgresql":
+        pytest.skip("PostgreSQL: SQLite's planner has no statistics to go stale")
+    a, b, _ = hooks
+    async with database.sessions() as db:
+        await db.execute(text("ANALYZE delivery_jobs"))  # statistics of a nearly empty table
+    await _queue(database, a, 300)
+    await _queue(database, b, 300)
+
+    def scans(session) -> tuple[int, int]:
+        """This transaction's sequential and index scans of the jobs table."""
+        return tuple(session.execute(text("SELECT seq_scan, idx_scan FROM pg_stat_xact_user_tables"
+                                          " WHERE relname = 'delivery_jobs'")).one())
+
+    def claim(session):
+        return database.queue.claim(session, limit=20, lease=LEASE, per_webhook=20), scans(session)
+
+    def record(session):
+        database.queue.renew(session, jobs[:5], lease=LEASE)
+        held = database.queue.still_held(session, jobs[5:10])
+        finished = database.queue.finish_held(session, jobs[10:], status="delivered", keep_raw=False)
+        return held, finished, scans(session)
+
+    claimed, claim_scans = await database.run(claim)
+    jobs = [job for job, _, _ in claimed]
+    held, finished, record_scans = await database.run(record)
+
+    assert len(jobs) == 20 and len(held) == 5 and len(finished) == 10
+    assert claim_scans[0] == 0 and claim_scans[1] > 0
+    assert record_scans[0] == 0 and record_scans[1] > 0

@@ -3,18 +3,20 @@
 -- Lists are bound as arrays, so every statement has one text and asyncpg reuses its prepared
 -- statement; the worker's claim and its finish are one round trip each.
 
+-- name: index_plans
+-- The worker's statements find jobs by id or through their indexes. Without fresh statistics (a
+-- queue that grew fast, autovacuum behind) the planner takes the table for the few rows it had
+-- and reads all of it instead: once per finish and per claim, each slower as the table grows.
+-- So the worker's transactions plan without sequential scans (set_config's third argument: this
+-- transaction only), and without bitmap scans: the leases index keeps an entry for each finished
+-- job's leased row version until vacuum, and a bitmap scan visits each of their heap rows on
+-- every claim, where a plain index scan marks them dead once and skips them from then on.
+SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true);
+
 -- name: claim_turn
 -- Claims take turns (a transaction-level advisory lock, released at commit), so that each sees
--- the leases the one before it took and no webhook goes over its cap with many workers. Every
--- scan of the claim has its index; without fresh statistics (a queue that grew fast, autovacuum
--- behind) the planner would count the leases by reading the whole table, once per claim. So the
--- claim's transaction plans without sequential scans (set_config's third argument: this
--- transaction only; the claim is the last statement of the worker's transactions), and without
--- bitmap scans: the leases index keeps an entry for each finished job's leased row version until
--- vacuum, and a bitmap scan visits each of their heap rows on every claim, where a plain index
--- scan marks them dead once and skips them from then on.
-SELECT pg_advisory_xact_lock(:namespace, 0), set_config('enable_seqscan', 'off', true),
-       set_config('enable_bitmapscan', 'off', true);
+-- the leases the one before it took and no webhook goes over its cap with many workers.
+SELECT pg_advisory_xact_lock(:namespace, 0);
 
 -- name: claim
 -- Lease due jobs and count the attempt; each with its message and its webhook. Webhooks with
