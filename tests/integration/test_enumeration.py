@@ -20,10 +20,11 @@ TOO_LONG = "x" * 100_000  # over the password length limit: not hashed, but stil
 
 
 class CountingHasher(PasswordHasher):
-    """The real Argon2id hasher, counting what it verifies against (the seam: crypto._hasher)."""
+    """The Argon2id hasher in use (the seam: crypto._hasher), counting what it verifies against."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, like: PasswordHasher) -> None:
+        super().__init__(time_cost=like.time_cost, memory_cost=like.memory_cost, parallelism=like.parallelism,
+                         hash_len=like.hash_len, salt_len=like.salt_len, type=like.type)
         self.verified: list[str] = []
 
     def verify(self, hash: str | bytes, password: str | bytes) -> bool:  # noqa: A002 - argon2-cffi's name
@@ -33,7 +34,7 @@ class CountingHasher(PasswordHasher):
 
 @pytest.fixture
 def hasher(monkeypatch) -> CountingHasher:
-    counting = CountingHasher()
+    counting = CountingHasher(crypto._hasher)
     monkeypatch.setattr(crypto, "_hasher", counting)
     return counting
 
