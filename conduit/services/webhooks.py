@@ -11,7 +11,6 @@ import dns.asyncresolver
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import defer
 
 from conduit.clock import is_id, new_id
 from conduit.crypto import Crypto
@@ -27,7 +26,8 @@ from conduit.services.webhook_rules import (
     validate_target_url,
 )
 from conduit.storage.interfaces import JobQueue
-from conduit.storage.models import Account, DeliveryLog, Message, SmtpPolicy, Webhook
+from conduit.storage.message_store import MessageStore
+from conduit.storage.models import Account, DeliveryLog, SmtpPolicy, Webhook
 
 V = TypeVar("V")
 R = TypeVar("R")
@@ -233,14 +233,13 @@ class Redelivery:
     message_id: str
 
 
-async def redeliver(session: AsyncSession, queue: JobQueue, account: Account, webhook_id: str,
+async def redeliver(session: AsyncSession, store: MessageStore, queue: JobQueue, account: Account, webhook_id: str,
                     log_id: str) -> Redelivery:
     """Queue the message of a delivery log again for this webhook, to the recipients it was
     routed to there (404 once the raw message is gone)."""
     log = await get_log(session, account, webhook_id, log_id)
-    # A key-share lock: the purge cannot drop the message between this read and the new job.
-    message = await session.scalar(select(Message).where(Message.id == log.smtp_message_id)
-                                   .options(defer(Message.raw)).with_for_update(key_share=True)
+    # Kept: the purge cannot drop the message between this read and the new job.
+    message = await store.get_kept(session, log.smtp_message_id, with_raw=False, keep=True
                                    ) if log.smtp_message_id else None
     if message is None:
         raise NotFound("the message is no longer stored: it was deleted, or its retention period ended",

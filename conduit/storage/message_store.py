@@ -159,9 +159,17 @@ class MessageStore:
         found: Message | None = await session.scalar(query)
         return found
 
-    async def get_kept(self, session: AsyncSession, message_id: str) -> Message | None:
-        """The message whoever owns it, with its raw bytes (for signed links, which name no account)."""
-        found: Message | None = await session.get(Message, message_id)
+    async def get_kept(self, session: AsyncSession, message_id: str, *, with_raw: bool = True,
+                       keep: bool = False) -> Message | None:
+        """The message whoever owns it, for callers that checked access another way: a signed
+        link, or a delivery log of one of the account's webhooks (a recipient refused at DATA
+        leaves a log and no job). ``keep``: as for ``get``."""
+        query = select(Message).where(Message.id == message_id)
+        if not with_raw:
+            query = query.options(defer(Message.raw))
+        if keep:
+            query = query.with_for_update(key_share=True)
+        found: Message | None = await session.scalar(query)
         return found
 
     async def deliveries(self, session: AsyncSession, account_id: str, message_ids: Sequence[str]

@@ -152,7 +152,7 @@ async def simulate_webhook(id: str, account: CurrentAccount, db: SessionDep, con
              response_model=RedeliveryResponse, responses=errors(401, 404))
 async def redeliver_message(id: str, logId: str, account: CurrentAccount, db: SessionDep,  # noqa: A002, N803
                             context: ContextDep) -> RedeliveryResponse:
-    queued = await webhooks.redeliver(db, context.database.queue, account, id, logId)
+    queued = await webhooks.redeliver(db, context.database.messages, context.database.queue, account, id, logId)
     return RedeliveryResponse(job_id=queued.job_id, message_id=queued.message_id, status="queued")
 
 
