@@ -24,6 +24,9 @@ from typing import Any
 from conduit.isolation import frames
 from conduit.isolation.lifetime import die_with_parent
 from conduit.isolation.progress import Progress
+from conduit.mail.parse import PayloadLinks
+from conduit.mail.render import message_payload, payload_body
+from conduit.mail.templates import TemplateRenderError, compile_template
 
 MEMORY_EXIT = 3  # the exit status after answering an item with "memory"
 # Below the event loops that answer SMTP and the API: a template that burns its whole budget
@@ -59,10 +62,6 @@ class _Webhook:
 
 
 def _render(header: dict[str, Any], raw: bytes, progress: Progress, ends_at: float) -> tuple[dict[str, Any], bytes]:
-    from conduit.mail.parse import PayloadLinks
-    from conduit.mail.render import message_payload, payload_body
-    from conduit.mail.templates import TemplateRenderError
-
     fields = header["message"]
     message = _Message(raw=raw, **{**fields, "received_at": datetime.fromisoformat(fields["received_at"])})
     webhook = _Webhook(**header["webhook"])
@@ -82,8 +81,6 @@ def _render(header: dict[str, Any], raw: bytes, progress: Progress, ends_at: flo
 
 
 def _compile(header: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
-    from conduit.mail.templates import compile_template
-
     try:
         compile_template(header["template"])
     except ValueError as exc:
@@ -163,8 +160,6 @@ def main(argv: list[str] | None = None) -> None:
     out = os.dup(1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    import conduit.mail.render  # noqa: F401 - imported before "ready": the first item's budget is for the item
-
     with open(0, "rb", buffering=64 * 1024, closefd=False) as stdin:
         serve(stdin, out, Progress(args.progress_fd))
 

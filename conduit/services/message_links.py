@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import hashlib
 import hmac
 from datetime import datetime, timedelta
 
@@ -31,7 +30,7 @@ def _key(secret_key: str) -> bytes:
 
 
 def _signature(secret_key: str, message_id: str, expires: int) -> str:
-    digest = hmac.new(_key(secret_key), f"{message_id}.{expires}".encode(), hashlib.sha256).digest()
+    digest = hmac.digest(_key(secret_key), f"{message_id}.{expires}".encode(), "sha256")
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from conduit.observability.logs import JsonFormatter, log_event, parse_message
+from conduit.observability.logs import TEXT_FORMAT, JsonFormatter, TextFormatter, log_event, parse_message
 
 
 class Collect(logging.Handler):
@@ -44,6 +44,18 @@ def test_an_event_as_text_quotes_values_with_spaces():
     logger, out = logger_with(logging.Formatter("%(message)s"))
     log_event(logger, logging.INFO, "smtp_refused", code=550, reply="5.1.1 No such recipient here", ip="192.0.2.1")
     assert out.lines == ['event=smtp_refused code=550 reply="5.1.1 No such recipient here" ip=192.0.2.1']
+
+
+def test_a_text_line_is_the_one_the_stdlib_formatter_writes():
+    """TextFormatter keeps each second's text; logging.Formatter is the oracle, across seconds
+    and at their edges."""
+    ours, stdlib = TextFormatter(TEXT_FORMAT), logging.Formatter(TEXT_FORMAT)
+    for created in (1_765_000_000.0, 1_765_000_000.999, 1_765_000_001.0005, 1_765_000_001.5, 1_765_003_600.25,
+                    1_765_000_000.5):
+        record = logging.LogRecord("conduit.smtp", logging.INFO, __file__, 1, "event=x id=%s", ("msg_1",), None)
+        record.created, record.msecs = created, (created - int(created)) * 1000
+        assert ours.format(record) == stdlib.format(record)
+    assert ours.formatTime(record, "%H:%M") == stdlib.formatTime(record, "%H:%M")
 
 
 def test_plain_messages_are_split_into_fields_or_kept_whole():

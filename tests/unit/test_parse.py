@@ -178,7 +178,8 @@ def test_plain_dates_are_read_as_the_stdlib_reads_them():
     for _ in range(3000):
         day_name = rng.choice(["", "Mon, ", "Sat, ", "Xyz, "])
         clock = f"{rng.randint(0, 24):02d}:{rng.randint(0, 59):02d}" + rng.choice(["", f":{rng.randint(0, 60):02d}"])
-        zone = rng.choice(["+", "-"]) + rng.choice(["0000", "0100", "0530", "1200", "1400", "2359", "2400", "0160"])
+        zone = rng.choice(["GMT", *(sign + offset for sign in "+-" for offset in
+                                    ["0000", "0100", "0530", "1200", "1400", "2359", "2400", "0160"])])
         value = (f"{day_name}{rng.randint(1, 32)} {rng.choice(months)} {rng.choice([1000, 1969, 2024, 2038, 9999])} "
                  f"{clock} {zone}{rng.choice(['', ' (UTC)', ' (Pacific Standard Time)'])}")
         fast, stdlib = _plain_date(value), _stdlib_date(value)
@@ -190,7 +191,8 @@ def test_plain_dates_are_read_as_the_stdlib_reads_them():
             read += 1
     assert read > 1500
     for other in ["1 May 24 10:00 +0000", "1 MAY 2024 10:00 +0000", "Wed,  1 May 2024 10:00 +0000",
-                  "1 May 2024 10:00 EST", "1 May 0999 10:00 +0000", "Wed 1 May 2024 10:00 +0000"]:
+                  "1 May 2024 10:00 EST", "1 May 0999 10:00 +0000", "Wed 1 May 2024 10:00 +0000",
+                  "1 May 2024 10:00 gmt", "1 May 2024 10:00 UT"]:
         assert parse._plain_date(other) is None, other  # left to the stdlib
 
 
