@@ -64,8 +64,12 @@ async def run(settings: Settings, *, roles: frozenset[str], stop: asyncio.Event 
     ``route_changes`` may be shared with code that writes through another engine in this process.
     """
     metrics.configure(enabled=settings.metrics)
-    # A process that takes no mail commits lazily: it writes nothing a crash may not undo.
-    database = open_database(settings, lazy_commits=roles == {"worker"})
+    # A process that takes no mail commits lazily: it writes nothing a crash may not undo. A worker
+    # frozen inside a transaction for half a lease gives up what it held (PostgreSQL ends its
+    # session): its transactions never wait on anything but the database.
+    worker_only = roles == {"worker"}
+    database = open_database(settings, lazy_commits=worker_only,
+                             idle_transaction_timeout=settings.delivery_lease / 2 if worker_only else None)
     crypto = Crypto(settings.secret_key, settings.previous_secret_key_list)
     route_changes = route_changes or RouteChanges()
     route_changes.watch(database)

@@ -148,18 +148,25 @@ class PostgresDatabase(Database):
 
     ``lazy_commits``, for processes that take no mail (``conduit worker``): their connections
     commit without waiting for the disk (synchronous_commit=off) unless ``run`` is asked for a
-    durable commit; set per connection, it costs no ``SET LOCAL`` round trip per transaction."""
+    durable commit; set per connection, it costs no ``SET LOCAL`` round trip per transaction.
+
+    ``idle_transaction_timeout`` (seconds), for workers: a worker stopped or frozen inside a
+    transaction (a claim holds the claims' turn, an advisory lock) has its session ended by
+    PostgreSQL after this long, so the other workers go on claiming instead of waiting for it."""
 
     dialect = "postgresql"
     listens = True
     _LAZY_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
     _DURABLE_COMMIT = text("SET LOCAL synchronous_commit TO ON")
 
-    def __init__(self, database_url: str, *, pool_size: int, lazy_commits: bool) -> None:
+    def __init__(self, database_url: str, *, pool_size: int, lazy_commits: bool,
+                 idle_transaction_timeout: float | None = None) -> None:
         super().__init__(database_url,
-                         engines.postgres_engine(database_url, pool_size=pool_size, lazy_commits=lazy_commits),
+                         engines.postgres_engine(database_url, pool_size=pool_size, lazy_commits=lazy_commits,
+                                                 idle_transaction_timeout=idle_transaction_timeout),
                          PostgresQueue(),
-                         engines.postgres_engine(database_url, pool_size=RESERVATION_POOL_SIZE, lazy_commits=False),
+                         engines.postgres_engine(database_url, pool_size=RESERVATION_POOL_SIZE, lazy_commits=False,
+                                                 idle_transaction_timeout=idle_transaction_timeout),
                          MessageStore())
         self._lazy_commits = lazy_commits
         self._notifications = {channel: text(f"NOTIFY {channel}") for channel in (notify.JOBS_CHANNEL,)}
@@ -180,11 +187,14 @@ class PostgresDatabase(Database):
         await notify.listen(self.url, wake, stop, channel=channel)
 
 
-def open_database(settings: Settings, *, lazy_commits: bool = False, pool_size: int = 10) -> Database:
-    """The process's Database for CONDUIT_DATABASE_URL. ``lazy_commits``: see PostgresDatabase."""
+def open_database(settings: Settings, *, lazy_commits: bool = False, pool_size: int = 10,
+                  idle_transaction_timeout: float | None = None) -> Database:
+    """The process's Database for CONDUIT_DATABASE_URL. ``lazy_commits`` and
+    ``idle_transaction_timeout``: see PostgresDatabase."""
     if settings.database_url.startswith("sqlite"):
         return SqliteDatabase(settings.database_url)
-    return PostgresDatabase(settings.database_url, pool_size=pool_size, lazy_commits=lazy_commits)
+    return PostgresDatabase(settings.database_url, pool_size=pool_size, lazy_commits=lazy_commits,
+                            idle_transaction_timeout=idle_transaction_timeout)
 
 
 def database_of(session: Session | AsyncSession) -> Database | None:

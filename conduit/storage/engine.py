@@ -37,10 +37,19 @@ def sqlite_sync_engine(url: URL, *, synchronous: str) -> Engine:
     return engine
 
 
-def postgres_engine(database_url: str, *, pool_size: int, lazy_commits: bool) -> AsyncEngine:
+def postgres_engine(database_url: str, *, pool_size: int, lazy_commits: bool,
+                    idle_transaction_timeout: float | None = None) -> AsyncEngine:
     """An async engine on PostgreSQL. ``lazy_commits``: its connections commit without waiting for
-    the disk (synchronous_commit=off) unless a transaction asks for a durable commit."""
-    connect_args = {"server_settings": {"synchronous_commit": "off"}} if lazy_commits else {}
+    the disk (synchronous_commit=off) unless a transaction asks for a durable commit.
+    ``idle_transaction_timeout`` (seconds): PostgreSQL ends a session of this engine that sits in
+    a transaction without a statement for longer (idle_in_transaction_session_timeout), and with
+    it the locks the transaction held."""
+    server_settings = {}
+    if lazy_commits:
+        server_settings["synchronous_commit"] = "off"
+    if idle_transaction_timeout is not None:
+        server_settings["idle_in_transaction_session_timeout"] = str(max(1, round(idle_transaction_timeout * 1000)))
+    connect_args = {"server_settings": server_settings} if server_settings else {}
     engine = create_async_engine(database_url, pool_size=pool_size, max_overflow=pool_size, connect_args=connect_args)
     event.listen(engine.sync_engine.pool, "checkout", _ping)
     return engine

@@ -5,12 +5,15 @@ held, rescheduled, failed and redelivered jobs come back (or not) as they should
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
 
 from conduit.clock import new_id, now
+from conduit.storage.database import open_database
 from conduit.storage.interfaces import new_job
 from conduit.storage.models import DeliveryJob, Message
 from tests.factories import create_webhook, user
@@ -203,13 +206,44 @@ async def test_the_workers_statements_find_jobs_by_index_whatever_the_statistics
     def record(session):
         database.queue.renew(session, jobs[:5], lease=LEASE)
         held = database.queue.still_held(session, jobs[5:10])
-        finished = database.queue.finish_held(session, jobs[10:], status="delivered", keep_raw=False)
+        finished = database.queue.finish_held(session, jobs[10:18], status="delivered", keep_raw=False)
         return held, finished, scans(session)
+
+    def retry_and_give_up(session):
+        database.queue.reschedule(session, jobs[18], delay=60, error="503")
+        database.queue.fail(session, jobs[19], error="410 Gone", keep_raw=False)
+        return scans(session)
 
     claimed, claim_scans = await database.run(claim)
     jobs = [job for job, _, _ in claimed]
     held, finished, record_scans = await database.run(record)
+    retry_scans = await database.run(retry_and_give_up)
 
-    assert len(jobs) == 20 and len(held) == 5 and len(finished) == 10
+    assert len(jobs) == 20 and len(held) == 5 and len(finished) == 8
     assert claim_scans[0] == 0 and claim_scans[1] > 0
     assert record_scans[0] == 0 and record_scans[1] > 0
+    assert retry_scans[0] == 0 and retry_scans[1] > 0
+
+
+async def test_a_worker_frozen_inside_its_claim_does_not_stop_the_others_claiming(database, settings, hooks):
+    """A worker stopped (SIGSTOP, a frozen VM) between two statements of its claim holds the
+    claims' turn: PostgreSQL ends its session after the idle-transaction timeout a worker's
+    connections carry, and another worker claims, the frozen one's job included."""
+    if database.dialect != "postgresql":
+        pytest.skip("PostgreSQL: SQLite's claims hold no lock across processes between statements")
+    a, _, _ = hooks
+    [job_id] = await _queue(database, a, 1)
+    frozen = open_database(settings, lazy_commits=True, idle_transaction_timeout=0.5)
+    other = open_database(settings, lazy_commits=True, idle_transaction_timeout=0.5)
+    try:
+        with pytest.raises(DBAPIError):
+            async with frozen.transaction() as session:
+                claimed = await session.run_sync(frozen.queue.claim, limit=1, lease=LEASE, per_webhook=16)
+                assert [job.id for job, _, _ in claimed] == [job_id]
+                # Frozen here: the other worker's claim must not wait for this transaction.
+                taken = await asyncio.wait_for(_claim(other, limit=1), timeout=20)
+                await session.execute(text("SELECT 1"))  # the session PostgreSQL ended
+        assert [job.id for job, _, _ in taken] == [job_id]
+    finally:
+        await frozen.dispose()
+        await other.dispose()
