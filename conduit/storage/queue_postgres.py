@@ -85,15 +85,22 @@ class PostgresQueue:
 
     def _index_plans(self, session: Session) -> None:
         """The ``index_plans`` settings, once per transaction, before its first hot statement."""
+        if self._plans_wanted(session):
+            session.execute(self._sql["index_plans"])
+
+    @staticmethod
+    def _plans_wanted(session: Session) -> bool:
+        """Whether this transaction has yet to run ``index_plans``: the caller runs it now."""
         session.connection()  # begins the transaction, if this is its first statement
         transaction = session.get_transaction()
-        if session.info.get(_INDEX_PLANS) is not transaction:
-            session.execute(self._sql["index_plans"])
-            session.info[_INDEX_PLANS] = transaction
+        if session.info.get(_INDEX_PLANS) is transaction:
+            return False
+        session.info[_INDEX_PLANS] = transaction
+        return True
 
     def claim(self, session: Session, *, limit: int, lease: timedelta, per_webhook: int) -> list[Claimed]:
-        self._index_plans(session)
-        session.execute(self._sql["claim_turn"], {"namespace": _CLAIM_TURN})
+        turn = "index_plans_and_claim_turn" if self._plans_wanted(session) else "claim_turn"
+        session.execute(self._sql[turn], {"namespace": _CLAIM_TURN})
         at = now()
         rows = session.execute(self._sql["claim"], {"at": at, "until": at + lease, "limit": limit,
                                                     "scan": 4 * limit, "per_webhook": per_webhook})

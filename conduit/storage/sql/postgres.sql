@@ -18,6 +18,11 @@ SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan'
 -- the leases the one before it took and no webhook goes over its cap with many workers.
 SELECT pg_advisory_xact_lock(:namespace, 0);
 
+-- name: index_plans_and_claim_turn
+-- Both, in one round trip, for a claim that is its transaction's first statement.
+SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true),
+       pg_advisory_xact_lock(:namespace, 0);
+
 -- name: claim
 -- Lease due jobs and count the attempt; each with its message and its webhook. Webhooks with
 -- :per_webhook jobs under a live lease are skipped; of the oldest :scan due jobs of the others
