@@ -46,6 +46,9 @@ class _ClaimRequest:
 
     limit: int
     claimed: list[Claimed] = field(default_factory=list)
+    # When the claim found nothing: when the earliest queued job no worker holds is due (None: no
+    # such job), read in the same transaction rather than in one of its own.
+    next_due: datetime | None = None
 
 
 @dataclass(eq=False)
@@ -114,10 +117,12 @@ class Worker:
             self.wake.clear()
             free = self.settings.worker_concurrency - len(self._in_flight)
             jobs: list[Claimed] = []
+            next_due: datetime | None = None
             claim_failed = False
             if free > 0:
                 try:
-                    jobs = await self._claim(min(free, CLAIM_BATCH))
+                    look = await self._look(min(free, CLAIM_BATCH))
+                    jobs, next_due = look.claimed, look.next_due
                 except Exception as exc:  # noqa: BLE001 - database down: wait and try again
                     log.error("event=claim_failed error=%r", exc)
                     claim_failed = True
@@ -132,19 +137,14 @@ class Worker:
             if free <= 0 or len(jobs) < min(free, CLAIM_BATCH):  # no free slot, or queue drained: wait
                 # After a failed claim (a read-only or full disk still answers reads): a full
                 # IDLE_POLL, not the next due job's time, or the worker would retry in a tight loop.
-                timeout = await self._until_next_due() if free > 0 and not jobs and not claim_failed else IDLE_POLL
+                timeout = self._until(next_due) if free > 0 and not jobs and not claim_failed else IDLE_POLL
                 await _wait_any(stop, self.wake, timeout=timeout)
 
-    async def _until_next_due(self) -> float:
-        """Seconds to sleep after a claim that found nothing: until the earliest retry, at most
-        IDLE_POLL (other processes may queue mail without waking this one). Jobs due already
+    def _until(self, due: datetime | None) -> float:
+        """Seconds to sleep after a claim that found nothing: until the earliest retry (``due``), at
+        most IDLE_POLL (other processes may queue mail without waking this one). Jobs due already
         were left behind because their webhooks are at CONDUIT_WEBHOOK_CONCURRENCY: a delivery
         that ends frees a slot for them, and wakes the loop."""
-        try:
-            async with self.database.sessions() as db:  # a read: no transaction, no turn at SQLite's writers' lock
-                due = await db.run_sync(self.queue.next_due_at)
-        except Exception:  # noqa: BLE001 - the next claim reports a database problem
-            return IDLE_POLL
         if due is None:
             return IDLE_POLL
         wait = (due - now()).total_seconds()
@@ -168,9 +168,13 @@ class Worker:
     async def _claim(self, limit: int) -> list[Claimed]:
         """Lease due jobs, with their messages and webhooks (the queue's ``claim``), in the
         recorder's next transaction."""
+        return (await self._look(limit)).claimed
+
+    async def _look(self, limit: int) -> _ClaimRequest:
+        """A claim, and the next due time if it found nothing."""
         request = _ClaimRequest(limit)
         await self.recorder.write(request)
-        return request.claimed
+        return request
 
     def _record_and_claim(self, db: Session, items: Sequence[Attempt | _ClaimRequest | _Renewal]) -> None:
         if attempts := [item for item in items if isinstance(item, Attempt)]:
@@ -182,6 +186,8 @@ class Worker:
             if isinstance(request, _ClaimRequest):
                 request.claimed = self.queue.claim(db, limit=request.limit, lease=self.lease,
                                                    per_webhook=self.settings.webhook_concurrency)
+                if not request.claimed:
+                    request.next_due = self.queue.next_due_at(db)
 
     async def deliver(self, job: JobRow, message: MessageRow, webhook: WebhookRow) -> None:
         try:
