@@ -151,26 +151,15 @@ class MessageStore:
                   keep: bool = False) -> Message | None:
         """The message, if the account sees it. ``keep``: the purge cannot drop it until the
         caller's transaction ends (on PostgreSQL a key-share lock; SQLite has one writer)."""
-        query = select(Message).where(Message.id == message_id, self._jobs_exist(account_id, MessageFilters()))
-        if not with_raw:
-            query = query.options(defer(Message.raw))
-        if keep:
-            query = query.with_for_update(key_share=True, of=Message)
-        found: Message | None = await session.scalar(query)
-        return found
+        return await _one(session, message_id, self._jobs_exist(account_id, MessageFilters()),
+                          with_raw=with_raw, keep=keep)
 
     async def get_kept(self, session: AsyncSession, message_id: str, *, with_raw: bool = True,
                        keep: bool = False) -> Message | None:
         """The message whoever owns it, for callers that checked access another way: a signed
         link, or a delivery log of one of the account's webhooks (a recipient refused at DATA
         leaves a log and no job). ``keep``: as for ``get``."""
-        query = select(Message).where(Message.id == message_id)
-        if not with_raw:
-            query = query.options(defer(Message.raw))
-        if keep:
-            query = query.with_for_update(key_share=True)
-        found: Message | None = await session.scalar(query)
-        return found
+        return await _one(session, message_id, with_raw=with_raw, keep=keep)
 
     async def deliveries(self, session: AsyncSession, account_id: str, message_ids: Sequence[str]
                          ) -> list[Delivery]:
@@ -247,3 +236,15 @@ class SqliteMessageStore(MessageStore):
         finally:
             await session.execute(text("PRAGMA secure_delete = OFF"))
 
+
+async def _one(session: AsyncSession, message_id: str, *conditions: ColumnElement[bool], with_raw: bool,
+               keep: bool) -> Message | None:
+    """The message with this id that meets ``conditions``, its raw bytes read only if asked for,
+    locked against the purge (``keep``)."""
+    query = select(Message).where(Message.id == message_id, *conditions)
+    if not with_raw:
+        query = query.options(defer(Message.raw))
+    if keep:
+        query = query.with_for_update(key_share=True, of=Message)
+    found: Message | None = await session.scalar(query)
+    return found
