@@ -16,9 +16,12 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(VENV)/bin/conduit serve
 
-## Run the whole test suite (SQLite; PostgreSQL too when CONDUIT_TEST_POSTGRES_URL is set)
+## Run the whole test suite (SQLite; PostgreSQL too when CONDUIT_TEST_POSTGRES_URL is set), in
+## TEST_PROCESSES processes: most tests wait on real servers and processes rather than compute, so
+## more processes than cores still helps (0: all in this process, for a debugger)
+TEST_PROCESSES ?= 3
 test: $(STAMP)
-	$(VENV)/bin/pytest -q -rs -p no:cacheprovider --durations=30
+	$(VENV)/bin/pytest -q -rs -p no:cacheprovider -n $(TEST_PROCESSES) --durations=30
 
 ## Static checks: ruff (style, bugs, security), mypy (types of conduit/), lint-imports (the layers)
 lint: $(STAMP)

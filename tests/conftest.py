@@ -13,11 +13,12 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from argon2 import PasswordHasher
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from conduit import crypto
@@ -32,7 +33,19 @@ from tests.support.pipeline import free_port
 # The loopback DNS server fixtures (dns_server, dns_zone) for every test.
 pytest_plugins = ["tests.support.fixtures_dns"]
 
-POSTGRES_URL = os.environ.get("CONDUIT_TEST_POSTGRES_URL", "")
+
+def _own_database(url: str) -> str:
+    """Under pytest-xdist (``make test`` runs the suite in several processes) each process gets a
+    database of its own beside the one named, since every test empties the database it uses."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not url or not worker:
+        return url
+    parsed = make_url(url)
+    return parsed.set(database=f"{parsed.database}_{worker}").render_as_string(hide_password=False)
+
+
+NAMED_POSTGRES_URL = os.environ.get("CONDUIT_TEST_POSTGRES_URL", "")
+POSTGRES_URL = _own_database(NAMED_POSTGRES_URL)
 BACKENDS = ["sqlite"] + (["postgres"] if POSTGRES_URL else [])
 TEST_SECRET_KEY = "test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 CLIENT_IP = "203.0.113.7"
@@ -50,6 +63,28 @@ def cheap_password_hashing() -> Iterator[None]:
     crypto._hasher = real
 
 
+@pytest.fixture(scope="session", autouse=True)
+def postgres_database() -> Iterator[None]:
+    """This process's own PostgreSQL database (see _own_database), created for the run."""
+    if POSTGRES_URL == NAMED_POSTGRES_URL:
+        yield
+        return
+    name = make_url(POSTGRES_URL).database
+    admin = make_url(NAMED_POSTGRES_URL).set(drivername="postgresql").render_as_string(hide_password=False)
+
+    async def run(statement: str) -> None:
+        connection = await asyncpg.connect(admin)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    yield
+    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One migrated SQLite file; each test gets a copy (migrating per test would be slow)."""
@@ -59,7 +94,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres_migrated() -> str:
+def postgres_migrated(postgres_database: None) -> str:
     _upgrade(POSTGRES_URL)
     return POSTGRES_URL
 
