@@ -70,19 +70,25 @@ def postgres_database() -> Iterator[None]:
         yield
         return
     name = make_url(POSTGRES_URL).database
-    admin = make_url(NAMED_POSTGRES_URL).set(drivername="postgresql").render_as_string(hide_password=False)
+    postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    postgres_admin(f'CREATE DATABASE "{name}"')
+    yield
+    postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    async def run(statement: str) -> None:
-        connection = await asyncpg.connect(admin)
+
+def postgres_admin(statement: str) -> None:
+    """One statement that runs outside a transaction (CREATE or DROP DATABASE), on the server of
+    CONDUIT_TEST_POSTGRES_URL, from a test or fixture that is not in an event loop."""
+    dsn = make_url(NAMED_POSTGRES_URL).set(drivername="postgresql").render_as_string(hide_password=False)
+
+    async def run() -> None:
+        connection = await asyncpg.connect(dsn)
         try:
             await connection.execute(statement)
         finally:
             await connection.close()
 
-    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    asyncio.run(run(f'CREATE DATABASE "{name}"'))
-    yield
-    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(run())
 
 
 @pytest.fixture(scope="session")

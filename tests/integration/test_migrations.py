@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import asyncpg
 import pytest
 from alembic import command
 from sqlalchemy import text
@@ -22,14 +21,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from conduit.config import load_settings
 from conduit.storage.database import open_database
 from conduit.storage.migrate import alembic_config
-from tests.conftest import BACKENDS, POSTGRES_URL, TEST_SECRET_KEY
+from tests.conftest import BACKENDS, POSTGRES_URL, TEST_SECRET_KEY, postgres_admin
 
 PREVIOUS = "0004_account_disabled"
 AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-
-
-def _admin_dsn() -> str:
-    return make_url(POSTGRES_URL).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -39,18 +34,10 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite+aiosqlite:///{tmp_path / 'conduit.db'}"
         return
     name = f"conduit_migration_{os.getpid()}"
-
-    async def admin(statement: str) -> None:
-        connection = await asyncpg.connect(_admin_dsn())
-        try:
-            await connection.execute(statement)
-        finally:
-            await connection.close()
-
-    asyncio.run(admin(f"DROP DATABASE IF EXISTS {name}"))
-    asyncio.run(admin(f"CREATE DATABASE {name}"))
+    postgres_admin(f"DROP DATABASE IF EXISTS {name}")
+    postgres_admin(f"CREATE DATABASE {name}")
     yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    asyncio.run(admin(f"DROP DATABASE {name} WITH (FORCE)"))
+    postgres_admin(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 def _alembic(url: str, verb: str, revision: str) -> None:
