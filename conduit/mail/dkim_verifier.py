@@ -3,14 +3,17 @@
 Why: dkimpy checks RSA signatures in pure Python (``pow`` on 2048-bit integers and byte-by-byte
 conversions), which makes DKIM most of the SMTP server's CPU per message with the default
 inbound checks (docs/performance.md, "DKIM verifier"). `DkimVerifier` is dkimpy's ``DKIM``
-class with three of its steps replaced: ``verify_sig`` takes the parsed key from a `KeyCache`
+class with four of its steps replaced: ``verify_sig`` takes the parsed key from a `KeyCache`
 (keyed by the key record's text, so a changed record is parsed anew), ``verify_sig_process``
-verifies ``rsa-sha256`` signatures with the ``cryptography`` package, and ``set_message``
-splits only the header block into lines (`split_message`, compared with dkimpy's parser on the
-payload corpus). Everything else stays dkimpy's: signature parsing, the checks of the
-signature's tags, canonicalization, header selection, ``l=``, the minimum key size. Other algorithms
-(``rsa-sha1``, ``ed25519-sha256``) go through dkimpy unchanged. dkimpy's own verification is the
-oracle of tests/unit/test_dkim_verifier.py.
+verifies ``rsa-sha256`` signatures with the ``cryptography`` package, ``set_message`` splits
+only the header block into lines (`split_message`, compared with dkimpy's parser on the payload
+corpus), and ``verify_headerprep`` reads the signature's tags with `parse_tags` and passes a
+signature whose tags are plainly valid (`plainly_valid`) without dkimpy's checks (their ``re``
+calls by pattern text, and a debug message formatted whether or not it is logged, cost more
+than the checks); any other signature gets dkimpy's checks and their error.
+Everything else stays dkimpy's: canonicalization, header selection, ``l=``, the minimum key size.
+Other algorithms (``rsa-sha1``, ``ed25519-sha256``) go through dkimpy unchanged. dkimpy's own
+verification, tag parser and tag checks are the oracles of tests/unit/test_dkim_verifier.py.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,10 +39,19 @@ from dkim.canonicalization import (  # type: ignore[import-untyped]
     strip_trailing_lines,
 )
 from dkim.crypto import HASH_ALGORITHMS  # type: ignore[import-untyped]
+from dkim.util import DuplicateTag, InvalidTagSpec, InvalidTagValueList  # type: ignore[import-untyped]
 
 from conduit.mail.header_end import header_end
 
-_WHITESPACE = re.compile(rb"\s+")
+# dkimpy's own expressions for the checks of a signature's tags (validate_signature_fields), compiled once.
+_BASE64_VALUE = re.compile(rb"[\s0-9A-Za-z+/]+[\s=]*$")
+_DOMAIN_SPECIALS = re.compile(rb"[\(\)<>\[\]:;@\\,]")
+_LENGTH = re.compile(rb"\d{,76}$")
+_DECIMAL = re.compile(rb"\d+$")
+_H_SEPARATOR = re.compile(rb"\s*:\s*")
+_MANDATORY_TAGS = (b"v", b"a", b"b", b"bh", b"d", b"h", b"s")
+_PLAIN_TAGS = frozenset((*_MANDATORY_TAGS, b"c", b"i", b"l", b"q", b"t"))
+_CLOCK_SLOP = 36000  # seconds a t= may lie in the future (dkimpy's leeway)
 _SHA256 = Prehashed(hashes.SHA256())
 _LINE_END = re.compile(rb"\r?\n")
 _FIELD_NAME = re.compile(rb"([\x21-\x7e]+?):")
@@ -101,7 +114,8 @@ def split_message(message: bytes) -> tuple[list[list[bytes]], bytes]:
     else:
         head, rest = message, b""
     headers: list[list[bytes]] = []
-    for line in _LINE_END.split(head) if head else ():
+    lines = head.split(b"\r\n") if head.count(b"\n") == head.count(b"\r\n") else _LINE_END.split(head)
+    for line in lines if head else ():
         if not line:  # only at the very end of a message without a body
             break
         if line[0] in (0x09, 0x20):
@@ -113,6 +127,48 @@ def split_message(message: bytes) -> tuple[list[list[bytes]], bytes]:
     if rest.count(b"\n") != rest.count(b"\r\n"):
         rest = _LINE_END.sub(b"\r\n", rest)
     return headers, rest
+
+
+def parse_tags(value: bytes) -> dict[bytes, bytes]:
+    """dkimpy's ``parse_tag_value`` (RFC 6376 3.2 tag=value lists), with the same errors, and
+    without a regular expression per tag."""
+    tags: dict[bytes, bytes] = {}
+    specs = value.strip().split(b";")
+    if not specs[-1]:  # a trailing semicolon is allowed
+        specs.pop()
+    for spec in specs:
+        key, equals, tag_value = spec.partition(b"=")
+        key = key.strip()
+        if not equals or not key[:1].isalpha():  # bytes.isalpha: ASCII letters only, as [a-zA-Z]
+            raise InvalidTagSpec(spec)
+        if key in tags:
+            raise DuplicateTag(key)
+        tags[key] = tag_value.strip()
+    return tags
+
+
+def plainly_valid(sig: dict[bytes, bytes]) -> bool:
+    """True only when dkimpy's ``validate_signature_fields`` accepts ``sig``: the usual tags, each
+    value checked by dkimpy's own expressions. False means "ask dkimpy", not "invalid"."""
+    if not sig.keys() <= _PLAIN_TAGS or any(tag not in sig for tag in _MANDATORY_TAGS):
+        return False
+    b, d = sig[b"b"], sig[b"d"]
+    if sig[b"a"] not in HASH_ALGORITHMS or sig[b"v"] != b"1" or not d.isascii() or _DOMAIN_SPECIALS.search(d):
+        return False
+    if _BASE64_VALUE.match(b) is None or len(b"".join(b.split())) % 4 or len(b"".join(sig[b"bh"].split())) % 4:
+        return False
+    if (i := sig.get(b"i")) is not None and not (
+            len(i) > len(d) and i.lower().endswith(d.lower()) and i[-len(d) - 1] in b"@."):
+        return False
+    if b"l" in sig and _LENGTH.match(sig[b"l"]) is None:
+        return False
+    if b"q" in sig and sig[b"q"] != b"dns/txt":
+        return False
+    t = sig.get(b"t")
+    return t is None or (_DECIMAL.match(t) is not None and int(t) <= int(time.time()) + _CLOCK_SLOP)
+
+
+_HeaderPrep = tuple[dict[bytes, bytes], list[bytes], list[tuple[bytes, bytes]]]  # tags, h= names, signature fields
 
 
 @dataclass(frozen=True)
@@ -166,6 +222,23 @@ class DkimVerifier(dkim.DKIM):  # type: ignore[misc]  # dkimpy ships no type inf
         if message:
             self.headers, self.body = split_message(message)
 
+    def verify_headerprep(self, idx: int = 0) -> _HeaderPrep | bool:
+        """dkimpy's ``verify_headerprep``: the ``idx``-th signature's tags, checked, and its h= list."""
+        sigheaders = [(name, value) for name, value in self.headers if name.lower() == b"dkim-signature"]
+        if len(sigheaders) <= idx:
+            return False
+        try:
+            sig = parse_tags(sigheaders[idx][1])
+        except InvalidTagValueList as exc:
+            raise dkim.MessageFormatError(exc) from None
+        self.signature_fields = sig
+        if not plainly_valid(sig):
+            dkim.validate_signature_fields(sig)  # raises dkimpy's ValidationError, or accepts the rest
+        self.domain, self.selector = sig[b"d"], sig[b"s"]
+        include_headers = [name.lower() for name in _H_SEPARATOR.split(sig[b"h"])]
+        self.include_headers = tuple(include_headers)
+        return sig, include_headers, sigheaders
+
     def verify_sig(self, sig: dict[bytes, bytes], include_headers: list[bytes], sig_header: tuple[bytes, bytes],
                    dnsfunc: Callable[..., bytes | None]) -> bool:
         name = sig[b"s"] + b"._domainkey." + sig[b"d"] + b"."
@@ -190,7 +263,7 @@ class DkimVerifier(dkim.DKIM):  # type: ignore[misc]  # dkimpy ships no type inf
             if b"l" in sig:
                 body = body[:int(sig[b"l"])]
             try:
-                expected = base64.b64decode(_WHITESPACE.sub(b"", sig[b"bh"]))
+                expected = base64.b64decode(b"".join(sig[b"bh"].split()))  # bytes.split(): what \s matches
             except (TypeError, binascii.Error) as exc:
                 raise dkim.MessageFormatError(str(exc)) from None
             if hasher(body).digest() != expected:
@@ -203,7 +276,7 @@ class DkimVerifier(dkim.DKIM):  # type: ignore[misc]  # dkimpy ships no type inf
         headers = canon_policy.canonicalize_headers(
             [field for field in self.headers if (name := field[0].lower()) in wanted or name.rstrip() in wanted])
         self.signed_headers = _hash_headers(digest, canon_policy, headers, include_headers, sig_header)
-        signature = base64.b64decode(_WHITESPACE.sub(b"", sig[b"b"]))
+        signature = base64.b64decode(b"".join(sig[b"b"].split()))
         modulus: int = self.pk["modulus"]
         # dkimpy reads the signature as an integer modulo n: the same here, at the key's length.
         representative = (int.from_bytes(signature, "big") % modulus).to_bytes((modulus.bit_length() + 7) // 8, "big")

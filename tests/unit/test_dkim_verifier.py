@@ -6,6 +6,7 @@ real loopback DNS server and read from it by both verifiers."""
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +17,15 @@ from dkim.canonicalization import Relaxed
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conduit.mail.dkim_verifier import DkimVerifier, FastRelaxed, KeyCache, split_message, without_b_tag
+from conduit.mail.dkim_verifier import (
+    DkimVerifier,
+    FastRelaxed,
+    KeyCache,
+    parse_tags,
+    plainly_valid,
+    split_message,
+    without_b_tag,
+)
 from tests.support.dns_server import LoopbackDNS
 from tests.support.mail_auth import DkimKey
 
@@ -223,3 +232,62 @@ def test_relaxed_header_fields_are_dkimpys(fields):
                                  b"\n", b";", b"-", b"\r\n "]), max_size=30).map(b"".join))
 def test_the_b_tag_is_taken_out_as_dkimpy_does(value):
     assert without_b_tag(value) == dkim.RE_BTAG.sub(b"\\1", value)
+
+
+# --- the signature's tags -----------------------------------------------------------------
+
+_TAG_PIECES = st.sampled_from([b"v", b"a", b"b", b"bh", b"d", b"=", b";", b" ", b"\t", b"\r\n ", b"1", b"9x",
+                               b"_", b"\xc3\xa9", b"A+/", b"==", b"-"])
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(_TAG_PIECES, max_size=25).map(b"".join))
+def test_the_tags_are_read_as_dkimpy_reads_them(value):
+    assert _split(parse_tags, value) == _split(dkim.util.parse_tag_value, value)
+
+
+_NOW = int(time.time())
+_MANDATORY = (b"v", b"a", b"b", b"bh", b"d", b"h", b"s")
+_SIGNATURE_TAGS = {
+    b"v": [b"1", b"2", b""],
+    b"a": [b"rsa-sha256", b"rsa-sha1", b"ed25519-sha256", b"rsa-md5"],
+    b"b": [b"QUJD", b"QUJDRA==", b"QU JD", b"QUJ", b"%%%%", b"", b"QUJD\r\n RA=="],
+    b"bh": [b"QUJD", b"QUJ", b"", b"Q U J D", b"%%%%"],
+    b"c": [b"relaxed/simple", b"strange"],
+    b"d": [b"signer.example", b"Signer.Example", b"a@b", b"sign\xc3\xa9r.example", b""],
+    b"h": [b"from : to", b"from"],
+    b"i": [b"@signer.example", b"x@SIGNER.example", b"sub.signer.example", b"signer.example", b"r.example",
+           b"@other.example", b"xsigner.example"],
+    b"l": [b"100", b"1x", b"", b"9" * 77],
+    b"q": [b"dns/txt", b"dns"],
+    b"s": [b"sel"],
+    b"t": [str(_NOW).encode(), str(_NOW + 30000).encode(), str(_NOW + 40000).encode(), b"12a", b""],
+    b"x": [str(_NOW + 1000).encode(), b"1000"],
+    b"cv": [b"pass"],
+    b"z": [b"anything"],
+}
+
+
+@settings(max_examples=5000, deadline=None)
+@given(st.fixed_dictionaries(
+    {tag: st.sampled_from(values) for tag, values in _SIGNATURE_TAGS.items() if tag in _MANDATORY},
+    optional={tag: st.sampled_from(values) for tag, values in _SIGNATURE_TAGS.items() if tag not in _MANDATORY}))
+def test_tags_called_plainly_valid_pass_dkimpys_checks(sig):
+    if plainly_valid(sig):
+        dkim.validate_signature_fields(sig)  # raises when the shortcut would have let a bad signature through
+
+
+def test_a_signature_missing_a_mandatory_tag_is_left_to_dkimpy():
+    usual = {b"v": b"1", b"a": b"rsa-sha256", b"b": b"QUJD", b"bh": b"QUJD", b"d": b"signer.example",
+             b"h": b"from", b"s": b"sel"}
+    assert plainly_valid(usual)
+    for tag in _MANDATORY:
+        assert not plainly_valid({name: value for name, value in usual.items() if name != tag})
+
+
+def test_usual_signatures_take_the_shortcut(key):
+    for options in ({}, {"canonicalize": (b"relaxed", b"relaxed")}, {"length": True}):
+        raw = _sign(key, **options)
+        verifier = DkimVerifier(raw, KeyCache())
+        signature = next(value for name, value in verifier.headers if name.lower() == b"dkim-signature")
+        assert plainly_valid(parse_tags(signature))
