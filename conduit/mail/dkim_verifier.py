@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 import time
 from collections.abc import Callable
@@ -39,7 +40,12 @@ from dkim.canonicalization import (  # type: ignore[import-untyped]
     strip_trailing_lines,
 )
 from dkim.crypto import HASH_ALGORITHMS  # type: ignore[import-untyped]
-from dkim.util import DuplicateTag, InvalidTagSpec, InvalidTagValueList  # type: ignore[import-untyped]
+from dkim.util import (  # type: ignore[import-untyped]
+    DuplicateTag,
+    InvalidTagSpec,
+    InvalidTagValueList,
+    get_default_logger,
+)
 
 from conduit.mail.header_end import header_end
 
@@ -52,6 +58,7 @@ _H_SEPARATOR = re.compile(rb"\s*:\s*")
 _MANDATORY_TAGS = (b"v", b"a", b"b", b"bh", b"d", b"h", b"s")
 _PLAIN_TAGS = frozenset((*_MANDATORY_TAGS, b"c", b"i", b"l", b"q", b"t"))
 _CLOCK_SLOP = 36000  # seconds a t= may lie in the future (dkimpy's leeway)
+_DKIMPY_LOG = get_default_logger()  # dkimpy's own, looked up once rather than per message
 _SHA256 = Prehashed(hashes.SHA256())
 _LINE_END = re.compile(rb"\r?\n")
 _FIELD_NAME = re.compile(rb"([\x21-\x7e]+?):")
@@ -91,6 +98,7 @@ class FastRelaxed(Relaxed):  # type: ignore[misc]
         return bytes(correct_empty_body(strip_trailing_lines(body)))
 
 
+@functools.lru_cache(maxsize=64)  # a handful of c= values exist
 def _policy(c_value: bytes) -> CanonicalizationPolicy:
     """dkimpy's policy for a c= value, with `FastRelaxed` in place of its relaxed algorithm."""
     try:
@@ -213,7 +221,7 @@ class DkimVerifier(dkim.DKIM):  # type: ignore[misc]  # dkimpy ships no type inf
     """``dkim.DKIM`` for verification, with keys from a `KeyCache` and RSA by OpenSSL."""
 
     def __init__(self, message: bytes, keys: KeyCache) -> None:
-        super().__init__(message)
+        super().__init__(message, logger=_DKIMPY_LOG)
         self._keys = keys
         self._openssl: rsa.RSAPublicKey | None = None
 
@@ -270,7 +278,7 @@ class DkimVerifier(dkim.DKIM):  # type: ignore[misc]  # dkimpy ships no type inf
                 raise dkim.ValidationError("body hash mismatch")
         if b"from" in include_headers:  # dkimpy: extra From fields are signed too (its bug 644046)
             include_headers.append(b"from")
-        digest = dkim.HashThrough(hasher())
+        digest = hasher()
         # Only the fields h= can select are canonicalized (each field is canonicalized alone).
         wanted = set(include_headers)
         headers = canon_policy.canonicalize_headers(
@@ -301,8 +309,5 @@ def _hash_headers(digest: Any, policy: CanonicalizationPolicy, headers: list[tup
     signed: list[tuple[bytes, bytes]] = dkim.select_headers(headers, include_headers)
     signature = [(name, value.rstrip()) for name, value in
                  policy.canonicalize_headers([(sig_header[0], without_b_tag(sig_header[1]))])]
-    for name, value in signed + signature:
-        digest.update(name)
-        digest.update(b":")
-        digest.update(value)
+    digest.update(b"".join(name + b":" + value for name, value in signed + signature))
     return signed
