@@ -67,6 +67,11 @@ soak: $(STAMP)
 bench-checks: $(STAMP)
 	$(VENV)/bin/python bench/auth_checks.py
 
+## Instructions per message of each Conduit process under callgrind (needs valgrind); BENCH_SOURCE=<dir> for another commit.
+.PHONY: bench-instructions
+bench-instructions: $(STAMP)
+	$(VENV)/bin/python bench/instructions.py
+
 ## Memory of one 25 MiB message per Conduit process (docs/performance.md); BENCH_MEMORY_MIB to change it.
 .PHONY: bench-memory
 bench-memory: $(STAMP)

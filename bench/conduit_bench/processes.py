@@ -60,6 +60,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+START_SECONDS = 60.0  # for `conduit serve` to listen (bench/instructions.py allows more: it runs under callgrind)
+
+
 def wait_for_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -181,8 +184,8 @@ class Conduit:
         self.log = log_path.open("ab")
         self.proc = CHILDREN.start([sys.executable, "-m", "conduit", "serve"], env=env, cwd=workdir,
                                    stdout=self.log, stderr=subprocess.STDOUT)
-        wait_for_port(self.smtp_port, self.proc, "conduit serve (SMTP)")
-        wait_for_port(self.http_port, self.proc, "conduit serve (API)")
+        wait_for_port(self.smtp_port, self.proc, "conduit serve (SMTP)", START_SECONDS)
+        wait_for_port(self.http_port, self.proc, "conduit serve (API)", START_SECONDS)
         self.pid = self.proc.pid
         self._scraping = threading.Event()
         if METRICS == "on":
