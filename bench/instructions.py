@@ -43,12 +43,9 @@ SESSIONS = 10
 RENDER_MEMORY_MB = "16000"
 
 
-_START = processes.CHILDREN.start
-
-
-def _under_callgrind(out_dir: Path):
-    """processes.CHILDREN.start, with `conduit serve` and every process it starts under callgrind."""
-    start = _START
+def _under_callgrind(start, out_dir: Path):
+    """``start`` (processes.CHILDREN.start), with `conduit serve` and every process it starts
+    under callgrind."""
 
     def wrapped(args: list[str], **kwargs) -> subprocess.Popen:
         if args[1:4] == ["-m", "conduit", "serve"]:
@@ -84,9 +81,13 @@ def measure(sending: SendingDomain, tmp: Path, *, checks: bool, messages: int) -
     """Instructions per message (millions) by role, the counts of processes of one role added up."""
     out_dir = Path(tempfile.mkdtemp(prefix="callgrind-", dir=tmp))
     receiver = processes.Receiver(tmp)
-    processes.CHILDREN.start = _under_callgrind(out_dir)
-    conduit = processes.Conduit(None, out_dir, out_dir / "conduit.log", auth_checks=checks,
-                                dns_servers=sending.servers)
+    start = processes.CHILDREN.start
+    processes.CHILDREN.start = _under_callgrind(start, out_dir)
+    try:
+        conduit = processes.Conduit(None, out_dir, out_dir / "conduit.log", auth_checks=checks,
+                                    dns_servers=sending.servers)
+    finally:
+        processes.CHILDREN.start = start  # only `conduit serve` runs under callgrind
     try:
         address = conduit.add_webhook(receiver.url)
         load = {"size": 4096, "reuse": False, "sessions": SESSIONS, "to": address,
