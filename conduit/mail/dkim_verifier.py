@@ -64,11 +64,11 @@ _LINE_END = re.compile(rb"\r?\n")
 _FIELD_NAME = re.compile(rb"([\x21-\x7e]+?):")
 _WSP_RUN = re.compile(rb"[\t ]+")
 _TRAILING_WSP = re.compile(rb"[\t ]+\r\n")
-# dkimpy's RE_BTAG (the b= tag's value, to be left out of the signed header) says "folding white
-# space, then a base64 character" for every character of the value, and backtracks through each:
-# a good part of a 4 KiB message's verification. FWS matches exactly what \s* matches, so the
-# value is "whitespace and base64, ending in base64": the same matches, in linear time.
-_B_TAG = re.compile(rb"([;\s]b\s*=)(?:[\sa-zA-Z0-9+/=]*[a-zA-Z0-9+/=])?(?:\r?\n\Z)?")
+# The value of a b= tag (what dkimpy's RE_BTAG takes out after "[;\s]b\s*="), matched where
+# `without_b_tag` finds a tag: RE_BTAG says "folding white space, then a base64 character" for
+# every character and backtracks through each; this is the same match in linear time.
+_B_VALUE = re.compile(rb"(?:[\sa-zA-Z0-9+/=]*[a-zA-Z0-9+/=])?(?:\r?\n\Z)?")
+_SPACE = b" \t\n\r\x0b\x0c"  # what \s matches in a bytes pattern
 
 
 class FastRelaxed(Relaxed):  # type: ignore[misc]
@@ -82,8 +82,8 @@ class FastRelaxed(Relaxed):  # type: ignore[misc]
         fields = []
         for name, raw_value in headers:
             value = raw_value[:-2] if raw_value.endswith(b"\r\n") else raw_value  # each field ends in CRLF
-            if b"\n" in value:
-                value = _LINE_END.sub(b"", raw_value)
+            if b"\n" in value:  # unfold: _LINE_END.sub(b"", raw_value), without a regular expression
+                value = raw_value.replace(b"\r\n", b"").replace(b"\n", b"")
             if b"\t" in value or b"  " in value:
                 value = _WSP_RUN.sub(b" ", value)
             fields.append((name.lower().rstrip(), value.strip() + b"\r\n"))
@@ -298,8 +298,28 @@ class DkimVerifier(dkim.DKIM):  # type: ignore[misc]  # dkimpy ships no type inf
 
 
 def without_b_tag(value: bytes) -> bytes:
-    """The DKIM-Signature field's value with the b= tag's value taken out (dkimpy's RE_BTAG.sub)."""
-    return _B_TAG.sub(b"\\1", value)
+    """The DKIM-Signature field's value with the b= tag's value taken out: dkimpy's
+    ``RE_BTAG.sub(b"\\1", value)``, with ``bytes.find`` looking for the tag rather than a regular
+    expression tried at every byte of the field."""
+    parts = []
+    copied = 0  # value[copied:] is still to be copied
+    at = value.find(b"b", 1)
+    while at >= 0:
+        end = at + 1
+        if value[at - 1] in _SPACE or value[at - 1] == 0x3B:  # ";"
+            while end < len(value) and value[end] in _SPACE:
+                end += 1
+            if end < len(value) and value[end] == 0x3D:  # "=": a b= tag
+                parts.append(value[copied:end + 1])
+                tag_value = _B_VALUE.match(value, end + 1)
+                copied = tag_value.end() if tag_value else end + 1  # it always matches, if only b""
+                at = value.find(b"b", copied + 1)
+                continue
+        at = value.find(b"b", at + 1)
+    if not parts:
+        return value
+    parts.append(value[copied:])
+    return b"".join(parts)
 
 
 def _hash_headers(digest: Any, policy: CanonicalizationPolicy, headers: list[tuple[bytes, bytes]],

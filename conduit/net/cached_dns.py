@@ -14,6 +14,10 @@ server sends none). Failures (timeout, SERVFAIL) are not cached: the check repor
 temporary errors and the next message asks again. A check whose inputs are all named by a key
 (SPF: client IP, sender, HELO name) also keeps its result until the first answer it read runs
 out. Domain verification (conduit/net/dns.py) stays uncached on purpose.
+
+Positive answers read from that cache are also kept by name and type as text (`Answers`):
+dnspython's cache keys are ``dns.name.Name`` objects, whose hash and comparison are Python
+loops over every character of the name, paid again by every lookup of every message.
 """
 
 from __future__ import annotations
@@ -66,12 +70,35 @@ def _key(name: str, rdtype: str) -> tuple[dns.name.Name, dns.rdatatype.RdataType
         return None
 
 
+class Answers:
+    """Records found in the cache, by (name, record type) as text, until their answer's TTL runs
+    out (bounded: cleared when full)."""
+
+    def __init__(self, max_size: int) -> None:
+        self._records: dict[tuple[str, str], tuple[float, Records]] = {}
+        self._max_size = max_size
+
+    def get(self, name: str, rdtype: str) -> tuple[float, Records] | None:
+        """(expiration, records), or None when not kept or expired."""
+        found = self._records.get((name, rdtype))
+        if found is not None and found[0] <= time.time():
+            del self._records[(name, rdtype)]
+            return None
+        return found
+
+    def keep(self, name: str, rdtype: str, expiration: float, records: Records) -> None:
+        if len(self._records) >= self._max_size:
+            self._records.clear()
+        self._records[(name, rdtype)] = (expiration, records)
+
+
 class Lookups:
     """One check's view of DNS: the shared cache, plus what was resolved for this check (kept
     even when its TTL is 0 or the cache evicted it meanwhile), plus this check's failures."""
 
-    def __init__(self, cache: dns.resolver.LRUCache | None, deadline: float) -> None:
+    def __init__(self, cache: dns.resolver.LRUCache | None, deadline: float, answers: Answers | None = None) -> None:
         self._cache = cache
+        self._answers = answers
         self._resolved: dict[tuple[str, str], Records | DnsFailure] = {}
         self.deadline = deadline
         self.exhausted = False  # too many rounds or past the deadline: misses become failures
@@ -88,6 +115,9 @@ class Lookups:
             if isinstance(resolved, DnsFailure):
                 raise resolved
             return resolved
+        if self._answers is not None and (kept := self._answers.get(name, rdtype)) is not None:
+            self.expires = min(self.expires, kept[0])
+            return kept[1]
         key = _key(name, rdtype)
         if key is None:
             return ()
@@ -95,7 +125,10 @@ class Lookups:
             answer = self._cache.get((key[0], key[1], dns.rdataclass.IN))
             if answer is not None:
                 self.expires = min(self.expires, answer.expiration)
-                return tuple(answer.rrset) if answer.rrset is not None else ()
+                records = tuple(answer.rrset) if answer.rrset is not None else ()
+                if self._answers is not None:
+                    self._answers.keep(name, rdtype, answer.expiration, records)
+                return records
             nxdomain = self._cache.get((key[0], dns.rdatatype.ANY, dns.rdataclass.IN))
             if nxdomain is not None and nxdomain.response.rcode() == dns.rcode.NXDOMAIN:
                 self.expires = min(self.expires, nxdomain.expiration)
@@ -117,6 +150,7 @@ class CachedResolver:
         self.resolver: dns.asyncresolver.Resolver = make_resolver(servers, timeout)
         self.cache = dns.resolver.LRUCache(cache_size) if cache_size > 0 else None
         self.resolver.cache = self.cache
+        self.answers = Answers(cache_size) if cache_size > 0 else None
         self._inflight: dict[tuple[str, str], asyncio.Future[Records | DnsFailure]] = {}
         self._results: OrderedDict[Hashable, tuple[float, Any]] | None = OrderedDict() if cache_size > 0 else None
         self._results_size = cache_size
@@ -130,7 +164,7 @@ class CachedResolver:
         same inputs has the same result (a burst of mail from one sender is checked once)."""
         if key is not None and (found := self._remembered(key)) is not None:
             return cast(T, found[1])
-        lookups = Lookups(self.cache, time.monotonic() + CHECK_BUDGET_SECONDS)
+        lookups = Lookups(self.cache, time.monotonic() + CHECK_BUDGET_SECONDS, self.answers)
         for _ in range(MAX_ROUNDS):
             try:
                 result = await asyncio.to_thread(check, lookups) if in_thread else check(lookups)

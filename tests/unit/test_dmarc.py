@@ -4,10 +4,14 @@ tests/unit/test_inbound_checks.py."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from publicsuffixlist import PublicSuffixList
 
-from conduit.mail.authentication import from_domain
+from conduit.mail.authentication import from_domain, from_field, signing_domain
 from conduit.mail.dmarc import (
     DmarcRecord,
     InvalidRecord,
@@ -45,6 +49,33 @@ def test_author_domain_comes_from_the_first_from_address():
 ])
 def test_author_domain_cases(raw, domain):
     assert from_domain(raw) == domain
+
+
+# The definitions that from_field and signing_domain compute without a regular expression.
+_FROM_FIELD = re.compile(rb"^from[ \t]*:((?:[^\r\n]|\r?\n[ \t])*)", re.IGNORECASE | re.MULTILINE)
+_SIGNING_DOMAIN = re.compile(rb"(?:^|;)\s*d\s*=\s*([^;\s]+)", re.IGNORECASE)
+
+
+_FIELD_VALUE = st.lists(st.sampled_from([b"a@b.example", b" ", b"\t", b"\r\n ", b"\n\t", b"\r", b"\r\n", b"\n",
+                                         b"<x@y.example>"]), max_size=6).map(b"".join)
+_HEADER_LINE = st.tuples(st.sampled_from([b"From", b"from", b"FROM", b"Fro", b"Resent-From", b"To", b""]),
+                         st.sampled_from([b"", b" ", b"\t", b" \t"]), st.sampled_from([b":", b"", b";"]),
+                         _FIELD_VALUE, st.sampled_from([b"\r\n", b"\n", b"\r", b""])).map(b"".join)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(_HEADER_LINE, max_size=5).map(b"".join))
+def test_the_from_field_is_the_one_its_expression_finds(head):
+    match = _FROM_FIELD.search(head)
+    assert from_field(head) == (match.group(1) if match else None)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from([b"d", b"D", b"=", b";", b" ", b"\t", b"\r\n", b"\n", b"\x0b", b"\x0c",
+                                 b"example.org", b"s", b"b", b"-"]), max_size=25).map(b"".join))
+def test_the_signing_domain_is_the_one_its_expression_finds(signature):
+    match = _SIGNING_DOMAIN.search(signature.replace(b"\r\n", b""))
+    assert signing_domain(signature) == (match.group(1) if match else b"")
 
 
 # --- records ----------------------------------------------------------------------------

@@ -114,6 +114,20 @@ async def test_a_repeated_check_is_answered_until_its_records_expire(dns_zone):
     assert (await _spf(checks, "other@sender.example")).result == "fail"
 
 
+async def test_answers_read_from_the_cache_are_not_used_past_their_ttl(dns_zone):
+    _spf_records(dns_zone, ttl=1)
+    checks = _checks(dns_zone)
+    # A new sender each time: the SPF result itself is not kept, the DNS answers are.
+    assert (await _spf(checks, "a@sender.example")).result == "pass"  # resolved
+    assert (await _spf(checks, "b@sender.example")).result == "pass"  # read from the cache
+    dns_zone.clear()
+    dns_zone.add("sender.example", "TXT", "v=spf1 -all", ttl=1)
+    assert (await _spf(checks, "c@sender.example")).result == "pass"  # within the TTL
+    await asyncio.sleep(1.2)
+    assert (await _spf(checks, "d@sender.example")).result == "fail"
+    assert _queries(dns_zone, "sender.example") == 1  # since the clear: once, after the TTL
+
+
 async def test_records_with_a_ttl_of_zero_still_give_a_result(dns_zone):
     _spf_records(dns_zone, ttl=0)
     checks = _checks(dns_zone)
