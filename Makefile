@@ -67,6 +67,11 @@ soak: $(STAMP)
 bench-checks: $(STAMP)
 	$(VENV)/bin/python bench/auth_checks.py
 
+## Instructions per inbound check with warm caches, counted by callgrind (needs valgrind); BENCH_SOURCE=<dir> for another commit.
+.PHONY: bench-checks-instructions
+bench-checks-instructions: $(STAMP)
+	$(VENV)/bin/python bench/checks_instructions.py
+
 ## Instructions per message of each Conduit process under callgrind (needs valgrind); BENCH_SOURCE=<dir> for another commit.
 .PHONY: bench-instructions
 bench-instructions: $(STAMP)
