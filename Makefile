@@ -18,10 +18,12 @@ serve: $(STAMP)
 
 ## Run the whole test suite (SQLite; PostgreSQL too when CONDUIT_TEST_POSTGRES_URL is set), in
 ## TEST_PROCESSES processes: most tests wait on real servers and processes rather than compute, so
-## more processes than cores still helps (0: all in this process, for a debugger)
+## more processes than cores still helps (0: all in this process, for a debugger). The tests
+## marked `alone` measure latency bounds and run afterwards, one at a time.
 TEST_PROCESSES ?= 3
 test: $(STAMP)
-	$(VENV)/bin/pytest -q -rs -p no:cacheprovider -n $(TEST_PROCESSES) --durations=30
+	$(VENV)/bin/pytest -q -rs -p no:cacheprovider -n $(TEST_PROCESSES) -m "not alone" --durations=30
+	$(VENV)/bin/pytest -q -rs -p no:cacheprovider -m alone --durations=10
 
 ## Static checks: ruff (style, bugs, security), mypy (types of conduit/), lint-imports (the layers)
 lint: $(STAMP)
