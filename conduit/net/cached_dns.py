@@ -82,7 +82,7 @@ class Answers:
         """(expiration, records), or None when not kept or expired."""
         found = self._records.get((name, rdtype))
         if found is not None and found[0] <= time.time():
-            del self._records[(name, rdtype)]
+            self._records.pop((name, rdtype), None)  # a check in a thread may have dropped it first
             return None
         return found
 
