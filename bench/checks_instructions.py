@@ -28,6 +28,8 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [os.environ.get("BENCH_SOURCE") or str(BENCH.parent), str(BENCH), str(BENCH.parent)]
 
+from conduit_bench import callgrind
+
 CHECKS = 1000
 PARTS = ("spf", "dkim", "dmarc", "all")
 
@@ -55,17 +57,12 @@ async def _run(part: str) -> None:
 
         for _ in range(50):
             await one()
-        _callgrind_control("--zero")
+        callgrind.control("--zero", os.getpid())  # it waits: nothing else runs meanwhile
         for _ in range(CHECKS):
             await one()
-        _callgrind_control("--dump")
+        callgrind.control("--dump", os.getpid())
     finally:
         sending.stop()
-
-
-def _callgrind_control(action: str) -> None:
-    """Zero or dump this process's counters (it waits: nothing else should run meanwhile)."""
-    subprocess.run(["callgrind_control", action, str(os.getpid())], check=True, capture_output=True)
 
 
 def _count(part: str, out_dir: Path) -> float:
@@ -75,8 +72,8 @@ def _count(part: str, out_dir: Path) -> float:
                     f"--callgrind-out-file={out_dir}/{part}", sys.executable, __file__, "--run", part],
                    check=True, capture_output=True, env=env)
     dump = next(iter(glob.glob(f"{out_dir}/{part}.*-01")))
-    with open(dump) as lines:
-        total = next(int(line.split()[1]) for line in lines if line.startswith(("summary:", "totals:")))
+    if not (total := callgrind.total_instructions(dump)):
+        raise SystemExit(f"bench/checks_instructions.py: no count in {dump}")
     return total / CHECKS
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH), str(BENCH.parent)]
 
-from conduit_bench import processes
+from conduit_bench import callgrind, processes
 from conduit_bench.load import smtp_source
 from conduit_bench.mail_auth import SendingDomain
 
@@ -72,11 +72,6 @@ def _role(pid: str) -> str:
     return "other"
 
 
-def _count(dump: str) -> int:
-    with open(dump) as lines:
-        return next((int(line.split()[1]) for line in lines if line.startswith(("summary:", "totals:"))), 0)
-
-
 def measure(sending: SendingDomain, tmp: Path, *, checks: bool, messages: int) -> dict[str, float]:
     """Instructions per message (millions) by role, the counts of processes of one role added up."""
     out_dir = Path(tempfile.mkdtemp(prefix="callgrind-", dir=tmp))
@@ -95,15 +90,15 @@ def measure(sending: SendingDomain, tmp: Path, *, checks: bool, messages: int) -
         smtp_source(conduit.smtp_port, messages=WARMUP, **load)
         receiver.wait_for(WARMUP, 600, conduit.proc)
         receiver.reset()
-        subprocess.run(["callgrind_control", "--zero"], check=True, capture_output=True)
+        callgrind.control("--zero")
         smtp_source(conduit.smtp_port, messages=messages, **load)
         receiver.wait_for(messages, 900, conduit.proc)
-        subprocess.run(["callgrind_control", "--dump"], check=True, capture_output=True)
+        callgrind.control("--dump")
         time.sleep(2)  # the dumps are written by each process in its own time
         per_role: dict[str, float] = {}
         for dump in glob.glob(f"{out_dir}/*.out.*"):
             role = _role(Path(dump).name.split(".")[0])
-            per_role[role] = per_role.get(role, 0.0) + _count(dump) / messages / 1e6
+            per_role[role] = per_role.get(role, 0.0) + callgrind.total_instructions(dump) / messages / 1e6
         return per_role
     finally:
         conduit.stop()
